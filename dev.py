@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Bootstrap and run Bastion from a fresh clone with nothing but Python 3.11+.
+
+    python3 dev.py demo     # the reference app on the embedded default (SQLite)
+    python3 dev.py test     # the whole test suite
+
+It keeps a virtual environment in ``.venv`` and reinstalls the project (with its test
+extras) only when ``pyproject.toml`` changes. Anything after the command is passed on
+(``python3 dev.py test -k csrf``, ``python3 dev.py demo --port 9000``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".bastion-installed"
+
+
+def ensure_environment() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("Bastion needs Python 3.11 or newer")
+    if not PYTHON.exists():
+        print("creating .venv ...", flush=True)
+        try:
+            venv.create(VENV, with_pip=True)
+        except Exception as error:  # noqa: BLE001 - explain, then stop
+            sys.exit(f"could not create .venv ({error}); on Debian: apt-get install python3-venv")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    print("installing Bastion and its test tools into .venv ...", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test", "serve", "bastion"}:
+        print(__doc__)
+        return 2
+    ensure_environment()
+    command, rest = argv[0], argv[1:]
+    if command == "test":
+        args = [str(PYTHON), "-m", "pytest", *rest]
+    elif command == "bastion":
+        args = [str(BIN / "bastion"), *rest]
+    else:
+        args = [str(BIN / "bastion"), command, *rest]
+    return subprocess.call(args, cwd=ROOT)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,280 @@
+"""Every knob Bastion has, in one place.
+
+Each field is read from an environment variable named ``BASTION_<FIELD>`` (or a ``.env``
+file). Durations are in seconds, sizes in bytes. The embedded default needs none of them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bastion.exceptions import ConfigError
+
+Environment = Literal["development", "production", "test"]
+StoreKind = Literal["memory", "sql", "redis"]
+JWTAlgorithm = Literal["HS256", "EdDSA", "ES256", "RS256"]
+
+MIN_SECRET_BYTES = 32
+SECRET_FILE_NAME = "secret_key"
+# Values people paste from tutorials; refused in production even when long enough.
+_PLACEHOLDER_SECRET = re.compile(
+    r"(change[-_ ]?me|changeme|secret|example|placeholder|your[-_ ]?secret|insecure|dev)",
+    re.IGNORECASE,
+)
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$")
+_PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """Parse ``"30/minute"`` into ``(30, 60)``: a count and a window in seconds."""
+    match = _RATE.match(text)
+    if not match:
+        raise ValueError(f"rate must look like '30/minute', got {text!r}")
+    return int(match.group(1)), _PERIOD_SECONDS[match.group(2)]
+
+
+class Settings(BaseSettings):
+    """Bastion's configuration. Field docs name the unit; the env var is ``BASTION_`` + name."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BASTION_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    env: Environment = Field(
+        "development",
+        description="`production` turns on secure cookies (`__Host-` prefix, Secure), HSTS, "
+        "and refuses a missing or weak secret. `test` behaves like development.",
+    )
+    debug: bool = Field(False, description="Show more detail in logs (never in responses).")
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Master secret, at least 32 bytes, for HMACs (CSRF, signed values). "
+        "Development: generated once and kept in the data folder (mode 0600).",
+    )
+    secret_key_fallbacks: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated older secrets, accepted for verification only.",
+    )
+    data_dir: Path = Field(
+        Path(".bastion"),
+        description="Folder for the embedded SQLite file, the generated secret and the key set.",
+    )
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy async URL for users, roles, audit log. "
+        "Default: sqlite+aiosqlite:///<data dir>/bastion.db.",
+    )
+    redis_url: str = Field(
+        "",
+        description="When set, sessions, cache and rate limits live in Redis "
+        "(redis://, rediss://, redis+sentinel://, redis+cluster://).",
+    )
+    redis_prefix: str = Field(
+        "bastion",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="Prefix of every Redis key Bastion writes (no braces: they are hash tags).",
+    )
+    session_store: StoreKind | None = Field(
+        None, description="Store for sessions: `redis` with a Redis URL, else `sql`."
+    )
+    cache_store: StoreKind | None = Field(
+        None, description="Store for the cache: `redis` with a Redis URL, else `memory`."
+    )
+    ratelimit_store: StoreKind | None = Field(
+        None, description="Store for rate limits: `redis` with a Redis URL, else `memory`."
+    )
+    store_timeout: float = Field(
+        2.0, gt=0, le=30, description="Seconds before a Redis or database call counts as down."
+    )
+    jwt_keys_file: Path | None = Field(
+        None, description="Private JWK set file shared by all processes. Default <data dir>/jwks.json."
+    )
+    jwt_algorithm: JWTAlgorithm = Field(
+        "HS256", description="Algorithm for newly generated signing keys."
+    )
+    jwt_issuer: str = Field("bastion", description="`iss` of access tokens (checked).")
+    jwt_audience: str = Field("bastion-api", description="`aud` of access tokens (checked).")
+    jwt_leeway: int = Field(
+        30, ge=0, le=60, description="Seconds of clock skew allowed on `exp`/`iat`/`nbf`."
+    )
+    access_token_ttl: int = Field(600, gt=0, description="Access-token lifetime, seconds.")
+    refresh_token_ttl: int = Field(
+        1_209_600,
+        gt=0,
+        description="Refresh-token idle lifetime, seconds; each rotation restarts it, "
+        "never past the session's absolute end.",
+    )
+    session_idle_timeout: int = Field(
+        1800, gt=0, description="Seconds of inactivity that end a session."
+    )
+    session_absolute_timeout: int = Field(
+        43_200, gt=0, description="Hard end of a session, seconds after sign-in."
+    )
+    remember_me_timeout: int = Field(
+        2_592_000, gt=0, description="Absolute timeout, seconds, of a 'remember me' session."
+    )
+    session_touch_interval: int = Field(
+        60, ge=0, description="At most one last-seen write per session per this many seconds."
+    )
+    max_sessions_per_user: int = Field(
+        0, ge=0, description="Sessions a user may hold at once (the oldest ends); 0: no limit."
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failures per account before back-off starts."
+    )
+    login_max_backoff: int = Field(
+        900, ge=1, description="Longest back-off, seconds (it starts at 1 s and doubles)."
+    )
+    login_ip_limit: str = Field(
+        "30/minute", description="Login attempts per client address, all accounts together."
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or networks whose X-Forwarded-For / Forwarded "
+        "headers are believed.",
+    )
+    trusted_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated extra origins (scheme://host[:port]) allowed to send "
+        "unsafe requests with cookies.",
+    )
+    registration: Literal["open", "closed"] = Field(
+        "closed", description="`open` enables /register."
+    )
+    password_min_length: int = Field(
+        8, ge=1, le=1024, description="Minimum password length, characters."
+    )
+    max_body_size: int = Field(
+        65_536, ge=1024, description="Largest request body, bytes, on auth routes (413 above)."
+    )
+
+    @field_validator("secret_key_fallbacks", "trusted_proxies", "trusted_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("login_ip_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @field_validator("trusted_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"trusted origin must be scheme://host[:port], got {origin!r}")
+        return [origin.lower() for origin in value]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        for name in ("session_store", "cache_store", "ratelimit_store"):
+            if getattr(self, name) == "redis" and not self.redis_url:
+                raise ValueError(f"{name}=redis needs BASTION_REDIS_URL")
+        if self.session_absolute_timeout < self.session_idle_timeout:
+            raise ValueError("session_absolute_timeout must be >= session_idle_timeout")
+        return self
+
+    # ---- derived values -------------------------------------------------------------
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'bastion.db'}"
+
+    @property
+    def resolved_jwt_keys_file(self) -> Path:
+        return self.jwt_keys_file or self.data_dir / "jwks.json"
+
+    def store_kind(self, concern: Literal["session", "cache", "ratelimit"]) -> StoreKind:
+        chosen: StoreKind | None = getattr(self, f"{concern}_store")
+        if chosen is not None:
+            return chosen
+        if self.redis_url:
+            return "redis"
+        return "sql" if concern == "session" else "memory"
+
+    @property
+    def login_ip_rate(self) -> tuple[int, int]:
+        return parse_rate(self.login_ip_limit)
+
+    def secret_bytes(self) -> bytes:
+        """The current master secret; generates and keeps one in development."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        if self.is_production:
+            raise ConfigError("BASTION_SECRET_KEY is required in production")
+        return _load_or_create_dev_secret(self.data_dir).encode()
+
+    def fallback_secret_bytes(self) -> list[bytes]:
+        return [s.get_secret_value().encode() for s in self.secret_key_fallbacks]
+
+    def check_startup(self) -> None:
+        """Refuse to start with settings that are unsafe in production."""
+        if not self.is_production:
+            return
+        if self.secret_key is None:
+            raise ConfigError("BASTION_SECRET_KEY is required in production")
+        problem = weak_secret_reason(self.secret_key.get_secret_value())
+        if problem:
+            raise ConfigError(f"BASTION_SECRET_KEY is unsafe for production: {problem}")
+
+
+def weak_secret_reason(secret: str) -> str | None:
+    """Why ``secret`` is too weak for production, or None when it will do."""
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return f"shorter than {MIN_SECRET_BYTES} bytes"
+    if _PLACEHOLDER_SECRET.search(secret) and len(set(secret)) < 20:
+        return "looks like a placeholder"
+    if len(set(secret)) < 8:
+        return "too few distinct characters"
+    return None
+
+
+def _load_or_create_dev_secret(data_dir: Path) -> str:
+    path = data_dir / SECRET_FILE_NAME
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    # Write a private temp file, then link it into place: when two processes start at once,
+    # exactly one link succeeds and the other reads the complete winner.
+    tmp = data_dir / f".{SECRET_FILE_NAME}.{secrets.token_hex(8)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        secret = path.read_text().strip()
+    finally:
+        tmp.unlink()
+    return secret
+
+
+def get_settings() -> Settings:
+    """Settings from the environment (and ``.env``)."""
+    return Settings()
