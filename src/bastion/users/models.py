@@ -1,0 +1,216 @@
+"""SQLAlchemy models of users, roles and the audit log, and the name normalisers.
+
+The tables live in :data:`bastion.db.metadata`, next to the SQL store's tables, so one
+migration history (``bastion/migrations``) covers the whole database.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from bastion.db import metadata
+from bastion.exceptions import UserError
+
+USERNAME_MAX_LENGTH = 150
+EMAIL_MAX_LENGTH = 254  # RFC 5321 path limit
+ROLE_MAX_LENGTH = 64
+USER_AGENT_MAX_LENGTH = 512
+SESSION_REF_MAX_LENGTH = 64
+IP_MAX_LENGTH = 64
+EVENT_MAX_LENGTH = 64
+AUDIT_USERNAME_MAX_LENGTH = 255
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that only accepts and always returns aware UTC datetimes.
+
+    SQLite has no time zones: values are stored as UTC and come back naive, so they are
+    marked UTC on the way out. PostgreSQL's ``timestamptz`` already returns aware values.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            # A naive datetime is ambiguous; guessing would silently shift timestamps.
+            raise ValueError("naive datetime; pass an aware (UTC) datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# 64-bit ids for the ever-growing audit log; SQLite only auto-increments "INTEGER".
+AuditId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class User(Base):
+    __tablename__ = "users"
+    # SQLite AUTOINCREMENT: never hand a deleted user's id to a new user, since sessions,
+    # tokens and audit rows refer to users by id. PostgreSQL sequences never reuse ids.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
+    username_key: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH), unique=True, index=True)
+    email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH))
+    email_key: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH), unique=True, index=True)
+    password_hash: Mapped[str] = mapped_column(String(1024))
+    is_active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    roles: Mapped[set[Role]] = relationship(
+        secondary="user_roles", collection_class=set, passive_deletes=True
+    )
+
+
+class Role(Base):
+    __tablename__ = "roles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(ROLE_MAX_LENGTH), unique=True, index=True)
+
+
+class UserRole(Base):
+    __tablename__ = "user_roles"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Indexed so deleting a role does not scan the whole table (the PK leads with user_id).
+    role_id: Mapped[int] = mapped_column(
+        ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(AuditId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    event: Mapped[str] = mapped_column(String(EVENT_MAX_LENGTH))
+    # SET NULL: the trail outlives the account; `username` still says who it was.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    username: Mapped[str | None] = mapped_column(String(AUDIT_USERNAME_MAX_LENGTH))
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    ip: Mapped[str | None] = mapped_column(String(IP_MAX_LENGTH))
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH))
+    # A hash or prefix that identifies a session in the log, never the session id itself.
+    session_ref: Mapped[str | None] = mapped_column(String(SESSION_REF_MAX_LENGTH))
+    detail: Mapped[str | None] = mapped_column(Text)  # JSON object
+
+
+def fold(text: str) -> str:
+    """The look-alike-insensitive form of ``text`` (no validation); used for searching."""
+    # NFKC, casefold, NFKC again: the Unicode "NFKC_Casefold" recipe, so compatibility
+    # forms (fullwidth letters, ligatures) and case variants all map to one key.
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+def _has_control(text: str) -> bool:
+    # Categories C*: controls, format characters (zero-width joiners...), surrogates,
+    # private use and unassigned code points; none belongs in a name.
+    return any(unicodedata.category(ch).startswith("C") for ch in text)
+
+
+def _has_space(text: str) -> bool:
+    return any(ch.isspace() or unicodedata.category(ch).startswith("Z") for ch in text)
+
+
+def normalize_username(name: str) -> str:
+    """The comparison key of a user name; look-alike spellings give the same key.
+
+    Raises :class:`UserError` with a message fit to show the user.
+    """
+    display = name.strip()
+    if not display:
+        raise UserError("user name is empty")
+    if len(display) > USERNAME_MAX_LENGTH:
+        raise UserError(f"user name is longer than {USERNAME_MAX_LENGTH} characters")
+    if _has_control(display):
+        raise UserError("user name contains invisible or control characters")
+    key = fold(display)
+    # Checked after folding too: NFKC turns e.g. U+3000 into an ordinary space.
+    if _has_space(key):
+        raise UserError("user name must not contain spaces")
+    if _has_control(key):
+        raise UserError("user name contains invisible or control characters")
+    if len(key) > USERNAME_MAX_LENGTH:
+        raise UserError(f"user name is longer than {USERNAME_MAX_LENGTH} characters")
+    return key
+
+
+def normalize_email(email: str) -> str:
+    """The comparison key of an e-mail address (NFKC, lower case).
+
+    Only a light shape check is made: one ``@`` with text on both sides, no spaces.
+    """
+    text = email.strip()
+    if not text:
+        raise UserError("e-mail address is empty")
+    if _has_control(text):
+        raise UserError("e-mail address contains invisible or control characters")
+    key = unicodedata.normalize("NFKC", text).lower()
+    local, at, domain = key.rpartition("@")
+    if not at or not local or not domain or _has_space(key):
+        raise UserError("e-mail address is not valid")
+    if len(key) > EMAIL_MAX_LENGTH or len(text) > EMAIL_MAX_LENGTH:
+        raise UserError(f"e-mail address is longer than {EMAIL_MAX_LENGTH} characters")
+    return key
+
+
+def normalize_role(name: str) -> str:
+    """A role name, stripped; roles compare exactly (``admin`` is not ``Admin``)."""
+    role = name.strip()
+    if not role:
+        raise UserError("role name is empty")
+    if len(role) > ROLE_MAX_LENGTH:
+        raise UserError(f"role name is longer than {ROLE_MAX_LENGTH} characters")
+    if _has_control(role) or _has_space(role):
+        raise UserError("role name must not contain spaces or control characters")
+    return role
+
+
+__all__: list[str] = [
+    "AuditEvent",
+    "Base",
+    "Role",
+    "UTCDateTime",
+    "User",
+    "UserRole",
+    "fold",
+    "normalize_email",
+    "normalize_role",
+    "normalize_username",
+]

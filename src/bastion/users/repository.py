@@ -1,0 +1,437 @@
+"""Queries on users, roles and the audit log.
+
+Every method opens its own short transaction, is bounded by ``timeout`` seconds, and returns
+plain frozen dataclasses, never ORM objects, so no caller can trigger a lazy load later.
+A database that does not answer raises :class:`StoreUnavailable` ("database"); constraint
+violations are not outages and surface as :class:`UserError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import unicodedata
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
+
+from bastion.clock import Clock, system_clock, to_datetime
+from bastion.exceptions import StoreUnavailable, UserError
+from bastion.users.models import (
+    AUDIT_USERNAME_MAX_LENGTH,
+    EVENT_MAX_LENGTH,
+    IP_MAX_LENGTH,
+    SESSION_REF_MAX_LENGTH,
+    USER_AGENT_MAX_LENGTH,
+    AuditEvent,
+    Role,
+    User,
+    UserRole,
+    fold,
+    normalize_email,
+    normalize_role,
+    normalize_username,
+)
+
+try:
+    # Imported by name: asyncpg ships no type information.
+    _pg: Any = importlib.import_module("asyncpg.exceptions")
+    _DRIVER_OUTAGES: tuple[type[BaseException], ...] = (
+        _pg.PostgresConnectionError,  # SQLSTATE 08: connection failures
+        _pg.OperatorInterventionError,  # 57: statement timeout, shutdown, cannot connect now
+        _pg.InsufficientResourcesError,  # 53: too many connections, disk full
+        _pg.InterfaceError,  # connection closed / in use
+    )
+except ImportError:  # pragma: no cover - asyncpg is a dependency, but SQLite needs none of it
+    _DRIVER_OUTAGES = ()
+
+DUPLICATE_USER = "user already exists"
+UNKNOWN_USER = "user not found"
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    username: str
+    email: str | None
+    password_hash: str = field(repr=False)
+    is_active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+    password_changed_at: datetime
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    event: str
+    user_id: int | None
+    username: str | None
+    actor_id: int | None
+    ip: str | None
+    user_agent: str | None
+    session_ref: str | None
+    detail: Mapping[str, Any] | None
+
+
+def _outage(exc: BaseException, timeout: float) -> StoreUnavailable | None:
+    """The StoreUnavailable that ``exc`` amounts to, or None when it is not an outage.
+
+    The detail names the error class and the driver's message only: the wrapped SQLAlchemy
+    message would carry the SQL and its parameters (password hashes among them).
+    """
+    if isinstance(exc, sa_exc.IntegrityError):
+        return None
+    if isinstance(exc, TimeoutError | sa_exc.TimeoutError):
+        return StoreUnavailable("database", f"no answer within {timeout:g} s")
+    root: BaseException = exc
+    if isinstance(exc, sa_exc.DBAPIError):
+        driver = exc.orig.__cause__ if exc.orig is not None else None
+        root = driver or exc.orig or exc
+        outage = (
+            isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or exc.connection_invalidated
+            or isinstance(driver, _DRIVER_OUTAGES)
+        )
+    else:
+        outage = isinstance(exc, (OSError, *_DRIVER_OUTAGES))
+    if not outage:
+        return None
+    return StoreUnavailable("database", f"{type(root).__name__}: {str(root)[:200]}")
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return None if value is None else value[:limit]
+
+
+def _page(offset: int, limit: int) -> tuple[int, int]:
+    # No upper cap here: a silent cap would truncate lists; callers that take the page size
+    # from a request bound it themselves.
+    if offset < 0 or limit < 1:
+        raise ValueError("offset must be >= 0 and limit >= 1")
+    return offset, limit
+
+
+def _user_record(user: User, roles: Iterable[str] | None = None) -> UserRecord:
+    names = frozenset(r.name for r in user.roles) if roles is None else frozenset(roles)
+    return UserRecord(
+        id=user.id,
+        username=user.username,
+        email=user.email,
+        password_hash=user.password_hash,
+        is_active=user.is_active,
+        created_at=user.created_at,
+        last_login_at=user.last_login_at,
+        password_changed_at=user.password_changed_at,
+        roles=names,
+    )
+
+
+def _audit_record(row: AuditEvent) -> AuditRecord:
+    return AuditRecord(
+        id=row.id,
+        at=row.at,
+        event=row.event,
+        user_id=row.user_id,
+        username=row.username,
+        actor_id=row.actor_id,
+        ip=row.ip,
+        user_agent=row.user_agent,
+        session_ref=row.session_ref,
+        detail=json.loads(row.detail) if row.detail is not None else None,
+    )
+
+
+class UserRepository:
+    """Users, their roles and the audit log, on an async SQLAlchemy engine.
+
+    The engine belongs to the caller (make it with :func:`bastion.db.create_engine`, which
+    bounds connects and statements too); ``timeout`` bounds each whole method call.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, *, clock: Clock = system_clock, timeout: float = 2.0
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.timeout = timeout
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    def _now(self) -> datetime:
+        return to_datetime(self.clock())
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        try:
+            async with asyncio.timeout(self.timeout), self._sessions.begin() as session:
+                yield session
+        except Exception as exc:
+            outage = _outage(exc, self.timeout)
+            if outage is None:
+                raise
+            # Not chained: the SQLAlchemy error text holds SQL and bound parameters.
+            raise outage from None
+
+    # -- users -----------------------------------------------------------------------------
+
+    async def create_user(
+        self,
+        username: str,
+        password_hash: str,
+        email: str | None = None,
+        roles: Iterable[str] = (),
+        is_active: bool = True,
+    ) -> UserRecord:
+        """Create a user; look-alike names and e-mail addresses count as duplicates.
+
+        A blank ``email`` is stored as none. Raises ``UserError("user already exists")``
+        even when a concurrent call wins the race (the unique indexes decide).
+        """
+        key = normalize_username(username)
+        email_display = email.strip() if email is not None and email.strip() else None
+        email_key = normalize_email(email_display) if email_display is not None else None
+        role_names = {normalize_role(r) for r in roles}
+        now = self._now()
+        async with self._transaction() as session:
+            user = User(
+                username=username.strip(),
+                username_key=key,
+                email=email_display,
+                email_key=email_key,
+                password_hash=password_hash,
+                is_active=is_active,
+                created_at=now,
+                last_login_at=None,
+                password_changed_at=now,
+            )
+            session.add(user)
+            try:
+                await session.flush()
+            except sa_exc.IntegrityError:
+                raise UserError(DUPLICATE_USER) from None
+            await self._link_roles(session, user.id, role_names)
+            return _user_record(user, role_names)
+
+    async def get_by_id(self, user_id: int) -> UserRecord | None:
+        return await self._one(User.id == user_id)
+
+    async def get_by_username(self, username: str) -> UserRecord | None:
+        """The user whose name folds to the same key; None also for invalid names."""
+        try:
+            key = normalize_username(username)
+        except UserError:
+            return None
+        return await self._one(User.username_key == key)
+
+    async def get_by_email(self, email: str) -> UserRecord | None:
+        try:
+            key = normalize_email(email)
+        except UserError:
+            return None
+        return await self._one(User.email_key == key)
+
+    async def list_users(
+        self, search: str | None = None, offset: int = 0, limit: int = 50
+    ) -> list[UserRecord]:
+        """Users ordered by name; ``search`` matches a part of the name or e-mail address."""
+        offset, limit = _page(offset, limit)
+        query = _search(select(User), search).order_by(User.username_key, User.id)
+        query = query.options(selectinload(User.roles)).offset(offset).limit(limit)
+        async with self._transaction() as session:
+            users = (await session.scalars(query)).all()
+            return [_user_record(u) for u in users]
+
+    async def count_users(self, search: str | None = None) -> int:
+        query = _search(select(func.count()).select_from(User), search)
+        async with self._transaction() as session:
+            return int(await session.scalar(query) or 0)
+
+    async def set_password_hash(
+        self, user_id: int, password_hash: str, *, changed: bool = True
+    ) -> None:
+        """Store a new hash; stamp ``password_changed_at`` unless ``changed=False``.
+
+        Pass ``changed=False`` when re-hashing the same password (an upgraded algorithm or
+        cost at login): the password itself did not change.
+        """
+        values: dict[str, Any] = {"password_hash": password_hash}
+        if changed:
+            values["password_changed_at"] = self._now()
+        await self._update(user_id, **values)
+
+    async def set_active(self, user_id: int, active: bool) -> None:
+        await self._update(user_id, is_active=active)
+
+    async def record_login(self, user_id: int) -> None:
+        await self._update(user_id, last_login_at=self._now())
+
+    async def delete_user(self, user_id: int) -> None:
+        """Delete a user; the database drops their role links and unlinks their audit rows."""
+        async with self._transaction() as session:
+            result = await session.execute(delete(User).where(User.id == user_id))
+            if _rowcount(result) == 0:
+                raise UserError(UNKNOWN_USER)
+
+    # -- roles -----------------------------------------------------------------------------
+
+    async def roles_of(self, user_id: int) -> set[str]:
+        query = (
+            select(Role.name)
+            .join(UserRole, UserRole.role_id == Role.id)
+            .where(UserRole.user_id == user_id)
+        )
+        async with self._transaction() as session:
+            return set((await session.scalars(query)).all())
+
+    async def set_roles(self, user_id: int, roles: Iterable[str]) -> None:
+        """Replace the user's roles with ``roles``, creating unknown roles on the way."""
+        names = {normalize_role(r) for r in roles}
+        async with self._transaction() as session:
+            # Row lock (PostgreSQL; SQLite locks the whole file): concurrent replacements of
+            # one user's roles run one after the other instead of merging.
+            found = await session.scalar(
+                select(User.id).where(User.id == user_id).with_for_update()
+            )
+            if found is None:
+                raise UserError(UNKNOWN_USER)
+            await session.execute(delete(UserRole).where(UserRole.user_id == user_id))
+            await self._link_roles(session, user_id, names)
+
+    async def _link_roles(self, session: AsyncSession, user_id: int, names: set[str]) -> None:
+        if not names:
+            return
+        dialect = session.get_bind().dialect.name
+        rows = [{"name": n} for n in sorted(names)]
+        if dialect in ("postgresql", "sqlite"):
+            # INSERT .. ON CONFLICT DO NOTHING: two callers creating one role both succeed.
+            upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Role)
+            await session.execute(upsert.on_conflict_do_nothing(index_elements=["name"]), rows)
+        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+            known = set(await session.scalars(select(Role.name).where(Role.name.in_(names))))
+            session.add_all(Role(name=n) for n in names - known)
+            await session.flush()
+        ids = (await session.scalars(select(Role.id).where(Role.name.in_(names)))).all()
+        try:
+            session.add_all(UserRole(user_id=user_id, role_id=role_id) for role_id in ids)
+            await session.flush()
+        except sa_exc.IntegrityError:  # the user was deleted meanwhile
+            raise UserError(UNKNOWN_USER) from None
+
+    # -- audit -----------------------------------------------------------------------------
+
+    async def add_audit(
+        self,
+        event: str,
+        *,
+        user_id: int | None = None,
+        username: str | None = None,
+        actor_id: int | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        session_ref: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append an audit event, e.g. ``"login.success"``.
+
+        ``session_ref`` must be a hash or short prefix of a session's hash, never the raw
+        session id. Over-long values (user-supplied names, user agents) are truncated.
+        """
+        if not event or len(event) > EVENT_MAX_LENGTH:
+            raise ValueError(f"event must be 1 to {EVENT_MAX_LENGTH} characters")
+        row: dict[str, Any] = {
+            "at": self._now(),
+            "event": event,
+            "user_id": user_id,
+            "username": _clip(username, AUDIT_USERNAME_MAX_LENGTH),
+            "actor_id": actor_id,
+            "ip": _clip(ip, IP_MAX_LENGTH),
+            "user_agent": _clip(user_agent, USER_AGENT_MAX_LENGTH),
+            "session_ref": _clip(session_ref, SESSION_REF_MAX_LENGTH),
+            "detail": (
+                None
+                if detail is None
+                else json.dumps(dict(detail), sort_keys=True, default=str, ensure_ascii=False)
+            ),
+        }
+        try:
+            async with self._transaction() as session:
+                session.add(AuditEvent(**row))
+        except sa_exc.IntegrityError:
+            # The user (or actor) was deleted in between: keep the event, without the link.
+            async with self._transaction() as session:
+                session.add(AuditEvent(**{**row, "user_id": None, "actor_id": None}))
+
+    async def list_audit(
+        self, offset: int = 0, limit: int = 50, user_id: int | None = None
+    ) -> list[AuditRecord]:
+        """Audit events, newest first, optionally of one user only."""
+        offset, limit = _page(offset, limit)
+        query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        if user_id is not None:
+            query = query.where(AuditEvent.user_id == user_id)
+        async with self._transaction() as session:
+            rows = (await session.scalars(query.offset(offset).limit(limit))).all()
+            return [_audit_record(r) for r in rows]
+
+    async def count_audit(self, user_id: int | None = None) -> int:
+        query = select(func.count()).select_from(AuditEvent)
+        if user_id is not None:
+            query = query.where(AuditEvent.user_id == user_id)
+        async with self._transaction() as session:
+            return int(await session.scalar(query) or 0)
+
+    # -- health ----------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers ``SELECT 1`` in time."""
+        async with self._transaction() as session:
+            await session.execute(select(1))
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _one(self, where: ColumnElement[bool]) -> UserRecord | None:
+        query = select(User).where(where).options(selectinload(User.roles))
+        async with self._transaction() as session:
+            user = await session.scalar(query)
+            return None if user is None else _user_record(user)
+
+    async def _update(self, user_id: int, **values: Any) -> None:
+        async with self._transaction() as session:
+            result = await session.execute(update(User).where(User.id == user_id).values(values))
+            if _rowcount(result) == 0:
+                raise UserError(UNKNOWN_USER)
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0))
+
+
+_Q = TypeVar("_Q", bound=Select[Any])
+
+
+def _search(query: _Q, search: str | None) -> _Q:
+    term = (search or "").strip()
+    if not term:
+        return query
+    name_term = fold(term)
+    email_term = unicodedata.normalize("NFKC", term).lower()
+    return query.where(
+        or_(
+            User.username_key.contains(name_term, autoescape=True),
+            User.email_key.contains(email_term, autoescape=True),
+        )
+    )
+
+
+__all__ = ["AuditRecord", "UserRecord", "UserRepository"]

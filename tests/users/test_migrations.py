@@ -1,0 +1,179 @@
+"""Alembic migrations of the whole schema, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+
+import bastion.users.models  # noqa: F401  (the user tables join the shared metadata)
+from bastion.db import create_engine, metadata
+from bastion.migrate import (
+    MIGRATIONS_DIR,
+    current_revision,
+    database_revision,
+    downgrade,
+    head_revision,
+    upgrade,
+)
+
+EXPECTED_TABLES = {
+    "alembic_version",
+    "audit_events",
+    "bastion_kv",
+    "bastion_kv_member",
+    "roles",
+    "user_roles",
+    "users",
+}
+
+
+async def _inspect(url: str, fn: Any) -> Any:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(fn)
+    finally:
+        await engine.dispose()
+
+
+def _table_names(conn: Connection) -> set[str]:
+    return set(inspect(conn).get_table_names())
+
+
+def _schema_differences(conn: Connection) -> list[Any]:
+    context = MigrationContext.configure(conn, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_upgrade_from_empty_creates_every_table(database_url: str) -> None:
+    assert await database_revision(database_url) is None
+
+    await upgrade(database_url)
+
+    assert await _inspect(database_url, _table_names) == EXPECTED_TABLES
+    assert set(metadata.tables) == EXPECTED_TABLES - {"alembic_version"}
+    assert await database_revision(database_url) == head_revision()
+
+
+async def test_migrated_schema_matches_the_models(database_url: str) -> None:
+    await upgrade(database_url)
+
+    assert await _inspect(database_url, _schema_differences) == []
+
+
+async def test_upgrading_twice_is_a_no_op(database_url: str) -> None:
+    await upgrade(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO roles (name) VALUES ('survivor')"),
+            )
+        await upgrade(database_url)
+        async with engine.connect() as conn:
+            roles = (await conn.execute(text("SELECT name FROM roles"))).scalars().all()
+            revision = await conn.run_sync(current_revision)
+    finally:
+        await engine.dispose()
+
+    assert roles == ["survivor"]
+    assert revision == head_revision()
+
+
+async def test_concurrent_upgrades_wait_for_each_other(database_url: str) -> None:
+    await asyncio.gather(*(upgrade(database_url) for _ in range(3)))
+
+    assert await database_revision(database_url) == head_revision()
+    assert await _inspect(database_url, _schema_differences) == []
+
+
+async def test_constraints_carry_the_naming_convention_names(database_url: str) -> None:
+    await upgrade(database_url)
+
+    def names(conn: Connection) -> dict[str, Any]:
+        inspector = inspect(conn)
+        return {
+            "fks": {fk["name"] for fk in inspector.get_foreign_keys("user_roles")},
+            "indexes": {ix["name"] for ix in inspector.get_indexes("users")},
+        }
+
+    found = await _inspect(database_url, names)
+
+    assert found["fks"] == {"fk_user_roles_user_id_users", "fk_user_roles_role_id_roles"}
+    assert found["indexes"] == {"ix_users_username_key", "ix_users_email_key"}
+
+
+async def test_downgrade_to_base_removes_every_table(database_url: str) -> None:
+    await upgrade(database_url)
+
+    await downgrade(database_url, "base")
+
+    assert await _inspect(database_url, _table_names) == {"alembic_version"}
+    assert await database_revision(database_url) is None
+
+
+async def test_unmigrated_database_has_no_revision(database_url: str) -> None:
+    assert await database_revision(database_url) is None
+
+
+async def test_sqlite_upgrade_creates_the_missing_data_folder(tmp_path: Path) -> None:
+    db_file = tmp_path / "nested" / "data" / "bastion.db"
+
+    await upgrade(f"sqlite+aiosqlite:///{db_file}")
+
+    assert db_file.is_file()
+
+
+async def test_revision_of_a_missing_sqlite_file_is_none_without_creating_it(
+    tmp_path: Path,
+) -> None:
+    db_file = tmp_path / "absent.db"
+
+    assert await database_revision(f"sqlite+aiosqlite:///{db_file}") is None
+    assert not db_file.exists()
+
+
+async def test_sqlite_engines_enforce_foreign_keys_and_use_wal(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'pragmas.db'}")
+    try:
+        async with engine.connect() as conn:
+            foreign_keys = await conn.scalar(text("PRAGMA foreign_keys"))
+            journal_mode = await conn.scalar(text("PRAGMA journal_mode"))
+    finally:
+        await engine.dispose()
+
+    assert foreign_keys == 1
+    assert journal_mode == "wal"
+
+
+def test_migration_files_ship_inside_the_package() -> None:
+    packaged = resources.files("bastion") / "migrations"
+
+    assert (packaged / "script.py.mako").is_file()
+    assert (packaged / "env.py").is_file()
+    assert (packaged / "versions" / "0001_initial.py").is_file()
+    assert (MIGRATIONS_DIR / "script.py.mako").is_file()
+    assert head_revision() == "0001"
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])
+async def test_in_memory_sqlite_is_migrated_without_touching_the_disk(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    await upgrade(url)
+
+    assert _entries(tmp_path) == []
+
+
+def _entries(folder: Path) -> list[Path]:
+    return list(folder.iterdir())
