@@ -56,6 +56,8 @@ def create_engine(url: str, *, timeout: float = 2.0, **kwargs: Any) -> AsyncEngi
     elif backend == "sqlite":
         # Seconds SQLite waits on a locked database before giving up.
         connect_args = {"timeout": timeout}
+    # Never put bound values (password hashes, names) into error messages or logs.
+    kwargs.setdefault("hide_parameters", True)
     engine = create_async_engine(url, connect_args=connect_args, **kwargs)
     if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
