@@ -22,7 +22,7 @@ StoreKind = Literal["memory", "sql", "redis"]
 JWTAlgorithm = Literal["HS256", "EdDSA", "ES256", "RS256"]
 
 MIN_SECRET_BYTES = 32
-SECRET_FILE_NAME = "secret_key"
+SECRET_FILE_NAME = "secret_key"  # noqa: S105 - a file name, not a secret
 # Values people paste from tutorials; refused in production even when long enough.
 _PLACEHOLDER_SECRET = re.compile(
     r"(change[-_ ]?me|changeme|secret|example|placeholder|your[-_ ]?secret|insecure|dev)",
@@ -104,7 +104,8 @@ class Settings(BaseSettings):
         2.0, gt=0, le=30, description="Seconds before a Redis or database call counts as down."
     )
     jwt_keys_file: Path | None = Field(
-        None, description="Private JWK set file shared by all processes. Default <data dir>/jwks.json."
+        None,
+        description="Private JWK set file shared by all processes. Default <data dir>/jwks.json.",
     )
     jwt_algorithm: JWTAlgorithm = Field(
         "HS256", description="Algorithm for newly generated signing keys."

@@ -41,7 +41,7 @@ _TIMESTAMP_LABEL = b"bastion.signing.timestamp:"
 
 
 # The names follow Django and itsdangerous, so users recognise them.
-class BadSignature(BastionError):  # noqa: N818
+class BadSignature(BastionError):
     """A signed value is malformed, forged, or was signed for another purpose or secret."""
 
     def __init__(self, reason: str = "bad signature") -> None:

@@ -11,6 +11,7 @@ Keys that a single operation touches together carry a Redis hash tag, e.g.
 
 from __future__ import annotations
 
+import builtins
 import math
 from typing import Protocol, runtime_checkable
 
@@ -83,7 +84,7 @@ class Store(Protocol):
         """Remove members; returns how many were there."""
         ...
 
-    async def smembers(self, key: str) -> set[str]:
+    async def smembers(self, key: str) -> builtins.set[str]:
         """All members (empty when the set is absent or expired)."""
         ...
 

@@ -1,0 +1,143 @@
+"""Account changes and their security consequences, in one place for the web and the CLI.
+
+Changing a password, disabling a user or changing roles must always end (or update) that
+user's sessions, drop their cached entries and leave an audit record; routing every caller
+through :class:`Accounts` makes that impossible to forget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from bastion.audit import AuditTrail
+from bastion.exceptions import UserError
+from bastion.passwords import Passwords
+from bastion.policy import check_password
+from bastion.sessions import SessionManager
+from bastion.users.repository import UserRecord, UserRepository
+
+UserChanged = Callable[[int], Awaitable[None]]
+
+
+class Accounts:
+    def __init__(
+        self,
+        users: UserRepository,
+        sessions: SessionManager,
+        passwords: Passwords,
+        audit: AuditTrail,
+        *,
+        password_min_length: int = 8,
+    ) -> None:
+        self.users = users
+        self.sessions = sessions
+        self.passwords = passwords
+        self.audit = audit
+        self.password_min_length = password_min_length
+        # Called with the user id after any change that must invalidate derived state
+        # (the cache layer registers its per-user generation bump here).
+        self.on_user_changed: list[UserChanged] = []
+
+    async def _changed(self, user_id: int) -> None:
+        for callback in self.on_user_changed:
+            await callback(user_id)
+
+    async def require(self, user_id: int) -> UserRecord:
+        user = await self.users.get_by_id(user_id)
+        if user is None:
+            raise UserError("user not found")
+        return user
+
+    def check_new_password(self, password: str, confirm: str | None, username: str) -> None:
+        if confirm is not None and password != confirm:
+            raise UserError("the two passwords do not match")
+        check_password(password, self.password_min_length, username=username)
+
+    async def register(
+        self, username: str, email: str | None, password: str, confirm: str, **context: Any
+    ) -> UserRecord:
+        """Create an ordinary account after the password policy; duplicates are refused
+        (user names compare after NFKC + case folding, so look-alikes collide)."""
+        self.check_new_password(password, confirm, username)
+        hashed = await self.passwords.hash_async(password)
+        user = await self.users.create_user(username, hashed, email=email or None)
+        await self.audit.record(
+            "user.registered", user_id=user.id, username=user.username, **context
+        )
+        return user
+
+    async def change_password(
+        self,
+        user_id: int,
+        new_password: str,
+        *,
+        keep_session: str | None = None,
+        actor_id: int | None = None,
+        check_policy: bool = True,
+        **context: Any,
+    ) -> list[str]:
+        """Set a new password and end every session of the user but ``keep_session``
+        (their access and refresh tokens die with them). Returns the ended session keys."""
+        user = await self.require(user_id)
+        if check_policy:
+            self.check_new_password(new_password, None, user.username)
+        hashed = await self.passwords.hash_async(new_password)
+        await self.users.set_password_hash(user_id, hashed)
+        ended = await self.sessions.end_all_for_user(user_id, keep=keep_session)
+        await self._changed(user_id)
+        await self.audit.record(
+            "password.changed",
+            user_id=user_id,
+            username=user.username,
+            actor_id=actor_id,
+            detail={"sessions_ended": len(ended)},
+            **context,
+        )
+        return ended
+
+    async def set_active(
+        self, user_id: int, active: bool, *, actor_id: int | None = None, **context: Any
+    ) -> list[str]:
+        """Enable or disable; disabling ends every session of the user at once."""
+        user = await self.require(user_id)
+        await self.users.set_active(user_id, active)
+        ended = [] if active else await self.sessions.end_all_for_user(user_id)
+        await self._changed(user_id)
+        await self.audit.record(
+            "user.enabled" if active else "user.disabled",
+            user_id=user_id,
+            username=user.username,
+            actor_id=actor_id,
+            detail={"sessions_ended": len(ended)} if ended else None,
+            **context,
+        )
+        return ended
+
+    async def set_roles(
+        self, user_id: int, roles: Iterable[str], *, actor_id: int | None = None, **context: Any
+    ) -> set[str]:
+        """Replace the user's roles; live sessions see the new roles on their next request."""
+        user = await self.require(user_id)
+        await self.users.set_roles(user_id, roles)
+        now = await self.users.roles_of(user_id)
+        await self.sessions.update_user(user_id, roles=now)
+        await self._changed(user_id)
+        await self.audit.record(
+            "user.roles_changed",
+            user_id=user_id,
+            username=user.username,
+            actor_id=actor_id,
+            detail={"before": sorted(user.roles), "after": sorted(now)},
+            **context,
+        )
+        return now
+
+    async def delete(self, user_id: int, *, actor_id: int | None = None, **context: Any) -> None:
+        user = await self.require(user_id)
+        await self.sessions.end_all_for_user(user_id)
+        await self._changed(user_id)
+        await self.users.delete_user(user_id)
+        await self.audit.record(
+            "user.deleted", username=user.username, actor_id=actor_id, **context
+        )

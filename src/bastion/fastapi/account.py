@@ -1,0 +1,173 @@
+"""The signed-in user's own pages: devices (sessions), password change, registration."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi.responses import RedirectResponse, Response
+
+from bastion.asgi.sessions import session_state
+from bastion.devices import describe
+from bastion.exceptions import UserError
+from bastion.fastapi.api import end_own_session
+from bastion.fastapi.dependencies import PageUser, get_bastion
+from bastion.fastapi.install import Bastion
+
+router = APIRouter(include_in_schema=False)
+BastionDep = Annotated[Bastion, Depends(get_bastion)]
+FormText = Annotated[str, Form(max_length=4096)]
+
+
+def _ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+@router.get("/account/sessions")
+async def sessions_page(request: Request, user: PageUser, bastion: BastionDep) -> Response:
+    sessions = await bastion.services.sessions.list_for_user(user.user_id)
+    rows = [
+        {"session": s, "device": describe(s.user_agent), "current": s.key == user.session_id}
+        for s in sessions
+    ]
+    notice = {"revoked": "The session was signed out.", "others": "Signed out everywhere else."}
+    return bastion.templates.render(
+        request,
+        "account_sessions.html",
+        {"rows": rows, "notice": notice.get(request.query_params.get("done", ""))},
+    )
+
+
+@router.post("/account/sessions/revoke-others")
+async def revoke_others(request: Request, user: PageUser, bastion: BastionDep) -> Response:
+    ended = await bastion.services.sessions.end_all_for_user(user.user_id, keep=user.session_id)
+    await bastion.audit.record(
+        "session.revoked",
+        user_id=user.user_id,
+        username=user.username,
+        actor_id=user.user_id,
+        ip=_ip(request),
+        detail={"by": "owner", "count": len(ended), "scope": "others"},
+    )
+    return RedirectResponse("/account/sessions?done=others", status_code=303)
+
+
+@router.post("/account/sessions/{session_id}/revoke")
+async def revoke_one(
+    session_id: str, request: Request, user: PageUser, bastion: BastionDep
+) -> Response:
+    ended = await end_own_session(bastion, user, session_id, _ip(request))
+    if ended.key == user.session_id:
+        session_state(request.scope).end()
+        return RedirectResponse("/login", status_code=303)
+    return RedirectResponse("/account/sessions?done=revoked", status_code=303)
+
+
+@router.get("/account/password")
+async def password_form(request: Request, user: PageUser, bastion: BastionDep) -> Response:
+    return bastion.templates.render(
+        request, "account_password.html", {"error": None, "notice": None}
+    )
+
+
+@router.post("/account/password")
+async def password_change(
+    request: Request,
+    user: PageUser,
+    bastion: BastionDep,
+    current_password: FormText = "",
+    new_password: FormText = "",
+    new_password_confirm: FormText = "",
+) -> Response:
+    services = bastion.services
+    record = await services.users.get_by_id(user.user_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
+
+    def failed(message: str) -> Response:
+        return bastion.templates.render(
+            request,
+            "account_password.html",
+            {"error": message, "notice": None},
+            status_code=400,
+        )
+
+    ok, _ = await services.passwords.verify_async(current_password, record.password_hash)
+    if not ok:
+        return failed("The current password is not correct.")
+    try:
+        services.accounts.check_new_password(new_password, new_password_confirm, record.username)
+    except UserError as error:
+        return failed(str(error).capitalize() + ".")
+    await services.accounts.change_password(
+        user.user_id,
+        new_password,
+        keep_session=user.session_id,
+        actor_id=user.user_id,
+        ip=_ip(request),
+    )
+    # This browser goes on, under a new session id (a privilege change rotates the id).
+    rotated = await services.sessions.rotate(user.session)
+    state = session_state(request.scope)
+    if rotated is None:
+        state.end()
+        return RedirectResponse("/login", status_code=303)
+    raw_id, session = rotated
+    max_age = bastion.settings.remember_me_timeout if session.remember else None
+    state.begin(raw_id, session, max_age=max_age)
+    return bastion.templates.render(
+        request,
+        "account_password.html",
+        {"error": None, "notice": "Password changed. Your other sessions were signed out."},
+    )
+
+
+def _registration_open(bastion: Bastion) -> None:
+    if bastion.settings.registration != "open":
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Registration is closed.")
+
+
+@router.get("/register")
+async def register_form(request: Request, bastion: BastionDep) -> Response:
+    _registration_open(bastion)
+    return bastion.templates.render(request, "register.html", {"error": None, "values": {}})
+
+
+@router.post("/register")
+async def register(
+    request: Request,
+    bastion: BastionDep,
+    username: FormText = "",
+    email: FormText = "",
+    password: FormText = "",
+    password_confirm: FormText = "",
+) -> Response:
+    _registration_open(bastion)
+    services = bastion.services
+    values = {"username": username[:150], "email": email[:254]}
+    try:
+        if not username or not password:
+            raise UserError("user name and password are required")
+        user = await services.accounts.register(
+            username, email.strip() or None, password, password_confirm, ip=_ip(request)
+        )
+    except UserError as error:
+        return bastion.templates.render(
+            request,
+            "register.html",
+            {"error": str(error).capitalize() + ".", "values": values},
+            status_code=400,
+        )
+    state = session_state(request.scope)
+    previous = state.session.key if state.session else None
+    raw_id, session = await services.sessions.create(
+        user.id,
+        username=user.username,
+        email=user.email,
+        roles=user.roles,
+        ip=_ip(request),
+        user_agent=request.headers.get("user-agent"),
+        replaces=previous,
+    )
+    state.begin(raw_id, session, max_age=None)
+    return RedirectResponse("/dashboard", status_code=303)

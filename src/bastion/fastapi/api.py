@@ -1,0 +1,222 @@
+"""The JSON API: OAuth 2.0 token endpoint (RFC 6749), revocation (RFC 7009), me, sessions."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
+
+from bastion.devices import describe
+from bastion.exceptions import AuthenticationFailed, RateLimited, TokenError
+from bastion.fastapi.dependencies import CurrentUser, Principal, get_bastion
+from bastion.fastapi.install import Bastion
+from bastion.refresh import RefreshTokenReused
+from bastion.sessions import Session
+
+log = logging.getLogger("bastion.security")
+router = APIRouter(prefix="/api", tags=["api"])
+BastionDep = Annotated[Bastion, Depends(get_bastion)]
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+MAX_FIELD = 4096
+
+
+def oauth_error(
+    error: str, description: str, status_code: int = 400, **headers: str
+) -> JSONResponse:
+    """An RFC 6749 section 5.2 error body."""
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code=status_code,
+        headers={**NO_STORE, **headers},
+    )
+
+
+def token_response(access: str, expires_in: int, refresh: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "access_token": access,
+            "token_type": "bearer",
+            "expires_in": expires_in,
+            "refresh_token": refresh,
+        },
+        headers=NO_STORE,
+    )
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+@router.post(
+    "/token",
+    summary="OAuth 2.0 token endpoint (password and refresh_token grants)",
+    responses={400: {"description": "RFC 6749 error"}, 429: {"description": "throttled"}},
+)
+async def token(
+    request: Request,
+    bastion: BastionDep,
+    grant_type: Annotated[str, Form(max_length=64)] = "",
+    username: Annotated[str, Form(max_length=MAX_FIELD)] = "",
+    password: Annotated[str, Form(max_length=MAX_FIELD)] = "",
+    refresh_token: Annotated[str, Form(max_length=MAX_FIELD)] = "",
+    scope: Annotated[str, Form(max_length=MAX_FIELD)] = "",
+) -> JSONResponse:
+    """Swagger UI's "Authorize" posts ``grant_type=password`` here."""
+    if grant_type == "password":
+        if not username or not password:
+            return oauth_error("invalid_request", "username and password are required")
+        return await _password_grant(request, bastion, username, password)
+    if grant_type == "refresh_token":
+        if not refresh_token:
+            return oauth_error("invalid_request", "refresh_token is required")
+        return await _refresh_grant(request, bastion, refresh_token)
+    if not grant_type:
+        return oauth_error("invalid_request", "grant_type is required")
+    return oauth_error("unsupported_grant_type", "use password or refresh_token")
+
+
+async def _password_grant(
+    request: Request, bastion: Bastion, username: str, password: str
+) -> JSONResponse:
+    services = bastion.services
+    ip = _client_ip(request)
+    user_agent = request.headers.get("user-agent")
+    try:
+        user = await bastion.authenticator.authenticate(
+            username, password, ip=ip, user_agent=user_agent, channel="api"
+        )
+    except AuthenticationFailed:
+        return oauth_error("invalid_grant", "invalid user name or password")
+    except RateLimited as limited:
+        return oauth_error(
+            "invalid_grant",
+            "too many attempts; retry later",
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            **{"Retry-After": str(limited.retry_after)},
+        )
+    _, session = await services.sessions.create(
+        user.id,
+        username=user.username,
+        email=user.email,
+        roles=user.roles,
+        kind="api",
+        ip=ip,
+        user_agent=user_agent,
+    )
+    access, claims = services.access_tokens.encode(str(user.id), session.key)
+    refresh, _ = await services.refresh_tokens.issue(session)
+    await bastion.audit.record(
+        "login.success",
+        user_id=user.id,
+        username=user.username,
+        ip=ip,
+        user_agent=user_agent,
+        session_ref=session.ref,
+        detail={"channel": "api"},
+    )
+    return token_response(access, claims.exp - claims.iat, refresh)
+
+
+async def _refresh_grant(request: Request, bastion: Bastion, token: str) -> JSONResponse:
+    services = bastion.services
+    try:
+        rotation = await services.refresh_tokens.rotate(token)
+    except RefreshTokenReused as reused:
+        await bastion.audit.record(
+            "refresh.reuse_detected",
+            ip=_client_ip(request),
+            session_ref=reused.session_key[:12],
+            detail={"action": "session ended"},
+        )
+        return oauth_error("invalid_grant", "refresh token is invalid")
+    except TokenError:
+        return oauth_error("invalid_grant", "refresh token is invalid")
+    session = rotation.session
+    access, claims = services.access_tokens.encode(str(session.user_id), session.key)
+    return token_response(access, claims.exp - claims.iat, rotation.token)
+
+
+@router.post("/token/revoke", summary="RFC 7009 token revocation")
+async def revoke(
+    request: Request,
+    bastion: BastionDep,
+    token: Annotated[str, Form(max_length=MAX_FIELD)] = "",
+    token_type_hint: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """Ends the session of a refresh token. Answers 200 for unknown tokens too."""
+    if not token:
+        return oauth_error("invalid_request", "token is required")
+    session = await bastion.services.refresh_tokens.revoke(token)
+    if session is not None:
+        await bastion.audit.record(
+            "session.revoked",
+            user_id=session.user_id,
+            username=session.username,
+            ip=_client_ip(request),
+            session_ref=session.ref,
+            detail={"via": "token revocation"},
+        )
+    return Response(status_code=200, headers=NO_STORE)
+
+
+@router.get("/me", summary="Who am I")
+async def me(user: CurrentUser) -> dict[str, Any]:
+    return {
+        "username": user.username,
+        "email": user.session.email,
+        "roles": sorted(user.roles),
+        "session_id": user.session_id,
+    }
+
+
+def session_view(session: Session, current: Session) -> dict[str, Any]:
+    from bastion.clock import to_datetime
+
+    return {
+        "id": session.key,
+        "current": session.key == current.key,
+        "created_at": to_datetime(session.created_at).isoformat(),
+        "last_seen_at": to_datetime(session.last_seen_at).isoformat(),
+        "expires_at": to_datetime(session.expires_at).isoformat(),
+        "ip": session.ip,
+        "user_agent": session.user_agent,
+        "device": describe(session.user_agent),
+        "kind": session.kind,
+    }
+
+
+@router.get("/sessions", summary="My active sessions")
+async def my_sessions(user: CurrentUser, bastion: BastionDep) -> list[dict[str, Any]]:
+    sessions = await bastion.services.sessions.list_for_user(user.user_id)
+    return [session_view(s, user.session) for s in sessions]
+
+
+@router.delete("/sessions/{session_id}", status_code=204, summary="End one of my sessions")
+async def end_my_session(
+    session_id: str, request: Request, user: CurrentUser, bastion: BastionDep
+) -> Response:
+    await end_own_session(bastion, user, session_id, _client_ip(request))
+    return Response(status_code=204)
+
+
+async def end_own_session(
+    bastion: Bastion, user: Principal, session_id: str, ip: str | None
+) -> Session:
+    """End a session of ``user``; another user's (or an unknown) id is a 404."""
+    sessions = bastion.services.sessions
+    target = await sessions.get(session_id)
+    if target is None or target.user_id != user.user_id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such session")
+    await sessions.end(target.key)
+    await bastion.audit.record(
+        "session.revoked",
+        user_id=user.user_id,
+        username=user.username,
+        actor_id=user.user_id,
+        ip=ip,
+        session_ref=target.ref,
+        detail={"by": "owner"},
+    )
+    return target

@@ -1,0 +1,137 @@
+"""Who is asking: FastAPI dependencies for users' own routes and Bastion's.
+
+A request is authenticated by exactly one credential. When an ``Authorization`` header is
+present it alone counts (the session cookie is then ignored, which is also why such
+requests need no CSRF token); otherwise the session cookie counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+
+from bastion.asgi.sessions import session_state
+from bastion.sessions import Session
+
+if TYPE_CHECKING:
+    from bastion.fastapi.install import Bastion
+
+
+# Declares the OAuth2 password flow in OpenAPI so "Authorize" in /docs works; the token
+# itself is read and checked by `_authenticate`.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/token", auto_error=False)
+BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The signed-in user as far as this request is concerned."""
+
+    user_id: int
+    username: str
+    roles: frozenset[str]
+    session: Session
+    via: str  # "session" or "bearer"
+
+    @property
+    def session_id(self) -> str:
+        return self.session.key
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+class LoginRequired(Exception):
+    """A page needs a signed-in user; answered with a redirect to the login page."""
+
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
+def principal_from_session(session: Session | None, via: str = "session") -> Principal | None:
+    if session is None:
+        return None
+    return Principal(
+        user_id=session.user_id,
+        username=session.username,
+        roles=frozenset(session.roles),
+        session=session,
+        via=via,
+    )
+
+
+def get_bastion(request: Request) -> Bastion:
+    bastion: Bastion = request.app.state.bastion
+    return bastion
+
+
+def _unauthorized(error: str | None = None, description: str = "") -> HTTPException:
+    challenge = "Bearer"
+    if error:
+        challenge += f' error="{error}"'
+        if description:
+            challenge += f', error_description="{description}"'
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail=description or "authentication required",
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+async def _authenticate(request: Request) -> Principal | None:
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        verify = getattr(request.app.state.bastion, "verify_bearer", None)
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip() or verify is None:
+            raise _unauthorized("invalid_request", "unsupported authorization")
+        principal: Principal | None = await verify(credentials.strip())
+        if principal is None:
+            raise _unauthorized("invalid_token", "the access token is invalid or expired")
+        return principal
+    return principal_from_session(session_state(request.scope).session)
+
+
+async def optional_user(request: Request, _token: BearerToken) -> Principal | None:
+    """The signed-in user, or None for anonymous requests."""
+    return await _authenticate(request)
+
+
+async def current_user(request: Request, _token: BearerToken) -> Principal:
+    """The signed-in user; 401 with a Bearer challenge otherwise."""
+    principal = await _authenticate(request)
+    if principal is None:
+        raise _unauthorized()
+    return principal
+
+
+async def page_user(request: Request) -> Principal:
+    """The signed-in user of a page; anonymous visitors are sent to the login page."""
+    principal = principal_from_session(session_state(request.scope).session)
+    if principal is None:
+        path = request.url.path
+        if request.url.query:
+            path += "?" + request.url.query
+        raise LoginRequired(path)
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+OptionalUser = Annotated[Principal | None, Depends(optional_user)]
+PageUser = Annotated[Principal, Depends(page_user)]
+
+
+def require_role(role: str, *, page: bool = False) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that admits only users holding ``role`` (403 for the others)."""
+
+    async def dependency(request: Request) -> Principal:
+        principal = await (page_user(request) if page else current_user(request, None))
+        if not principal.has_role(role):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="You may not do this.")
+        return principal
+
+    return dependency

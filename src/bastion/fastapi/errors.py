@@ -1,0 +1,120 @@
+"""Error responses: an HTML page or JSON, never a traceback, SQL, path or key."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.types import Scope
+
+from bastion.asgi.headers import CSP_NONCE_KEY
+from bastion.exceptions import RateLimited, StoreUnavailable
+from bastion.fastapi.dependencies import LoginRequired
+from bastion.redirects import login_url
+
+log = logging.getLogger("bastion")
+RETRY_AFTER_UNAVAILABLE = "5"
+TITLES = {
+    400: "Bad request",
+    401: "Sign-in required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request too large",
+    422: "Invalid request",
+    429: "Too many attempts",
+    500: "Something went wrong",
+    503: "Temporarily unavailable",
+}
+JSON_PREFIXES = ("/api/", "/.well-known/", "/healthz", "/readyz", "/openapi.json")
+
+
+def wants_json(scope: Scope) -> bool:
+    if scope.get("path", "").startswith(JSON_PREFIXES):
+        return True
+    accept = Headers(scope=scope).get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+class ErrorRenderer:
+    def __init__(self, templates: Any) -> None:
+        self.templates = templates
+
+    def for_scope(
+        self,
+        scope: Scope,
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        extra = dict(headers or {})
+        if status == 503:
+            extra.setdefault("Retry-After", RETRY_AFTER_UNAVAILABLE)
+        if wants_json(scope):
+            return JSONResponse({"detail": message}, status_code=status, headers=extra)
+        html = self.templates.env.get_template("error.html").render(
+            status=status,
+            title=TITLES.get(status, "Error"),
+            message=message,
+            csp_nonce=scope.get(CSP_NONCE_KEY, ""),
+            static=lambda path: f"/_bastion/static/{path}",
+        )
+        return HTMLResponse(html, status_code=status, headers=extra)
+
+
+def register_error_handlers(app: FastAPI, renderer: ErrorRenderer) -> None:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
+        return renderer.for_scope(request.scope, exc.status_code, detail, exc.headers)
+
+    async def invalid_request(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        # Name the fields, never echo their values back: they may be passwords.
+        problems = [
+            {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+            for err in exc.errors()
+        ]
+        if wants_json(request.scope):
+            return JSONResponse({"detail": problems}, status_code=422)
+        return renderer.for_scope(request.scope, 400, "The form was incomplete or invalid.")
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StoreUnavailable)
+        log.warning("%s unavailable: %s", exc.component, exc.detail)
+        return renderer.for_scope(request.scope, 503, f"{exc.component} unavailable")
+
+    async def limited(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RateLimited)
+        return renderer.for_scope(
+            request.scope,
+            429,
+            "Too many attempts. Please wait and try again.",
+            {"Retry-After": str(exc.retry_after)},
+        )
+
+    async def crashed(request: Request, exc: Exception) -> Response:
+        error_id = secrets.token_hex(6)
+        log.error("unhandled error %s on %s", error_id, request.url.path, exc_info=exc)
+        return renderer.for_scope(
+            request.scope, 500, f"An unexpected error occurred (error id {error_id})."
+        )
+
+    async def login_required(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, LoginRequired)
+        return RedirectResponse(login_url(exc.next_path), status_code=303)
+
+    app.add_exception_handler(LoginRequired, login_required)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StoreUnavailable, unavailable)
+    app.add_exception_handler(RateLimited, limited)
+    app.add_exception_handler(Exception, crashed)

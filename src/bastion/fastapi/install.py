@@ -1,0 +1,200 @@
+"""``install(app, settings)``: everything Bastion adds to a FastAPI application."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Scope
+
+from bastion.accounts import Accounts
+from bastion.asgi.csrf import CSRFMiddleware
+from bastion.asgi.headers import SecurityHeadersMiddleware
+from bastion.asgi.limits import BodyLimitMiddleware
+from bastion.asgi.proxy import ProxyHeadersMiddleware
+from bastion.asgi.sessions import CookiePolicy, SessionMiddleware
+from bastion.audit import AuditTrail
+from bastion.auth import Authenticator
+from bastion.exceptions import StoreUnavailable, TokenError
+from bastion.fastapi.dependencies import Principal, principal_from_session
+from bastion.fastapi.errors import ErrorRenderer, register_error_handlers
+from bastion.fastapi.templating import Templates
+from bastion.services import Services, open_services
+from bastion.sessions import SessionManager
+from bastion.settings import Settings
+from bastion.signing import Signer
+
+log = logging.getLogger("bastion.security")
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+STATIC_PATH = "/_bastion/static"
+# Routes Bastion owns: bodies over the limit get 413 before anything parses them.
+AUTH_PREFIXES = ("/login", "/logout", "/register", "/account", "/admin", "/api/")
+# The token endpoints are not cookie-authenticated, so CSRF does not apply (RFC 6749 clients
+# and Swagger UI post there without a session).
+CSRF_EXEMPT = frozenset({"/api/token", "/api/token/revoke"})
+
+
+class Bastion:
+    """Bastion's state inside one application: settings, services, renderers."""
+
+    def __init__(self, settings: Settings, *, templates_dir: str | Path | None = None) -> None:
+        self.settings = settings
+        self.cookies = CookiePolicy.for_environment(settings.is_production)
+        self.presession_signer = Signer(
+            settings.secret_bytes(),
+            settings.fallback_secret_bytes(),
+            purpose="bastion.presession",
+        )
+        self.templates = Templates(templates_dir)
+        self.errors = ErrorRenderer(self.templates)
+        self._services: Services | None = None
+        self._starting = asyncio.Lock()
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise StoreUnavailable("application", "Bastion has not started")
+        return self._services
+
+    def session_manager(self) -> SessionManager:
+        return self.services.sessions
+
+    async def startup(self) -> None:
+        async with self._starting:
+            if self._services is not None:
+                return
+            from bastion.migrate import upgrade
+            from bastion.services import is_embedded
+
+            if is_embedded(self.settings):
+                self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+                await upgrade(self.settings.resolved_database_url)
+            self._services = await open_services(self.settings)
+
+    async def shutdown(self) -> None:
+        if self._services is not None:
+            await self._services.aclose()
+            self._services = None
+
+    async def verify_bearer(self, token: str) -> Principal | None:
+        """The principal of a valid access token whose session is still live, else None.
+
+        The session read is the second factor of "JWT + session": logout, revocation,
+        password change and disabling a user refuse the token at once, on every process.
+        """
+        services = self.services
+        try:
+            claims = services.access_tokens.decode(token)
+        except TokenError as error:
+            log.info("bearer token refused: %s", error.reason)
+            return None
+        session = await services.sessions.get(claims.sid)
+        if session is None or str(session.user_id) != claims.sub:
+            log.info("bearer token refused: session ended or user mismatch")
+            return None
+        session = await services.sessions.touch(session)
+        return principal_from_session(session, via="bearer")
+
+    @property
+    def audit(self) -> AuditTrail:
+        return self.services.audit
+
+    @property
+    def authenticator(self) -> Authenticator:
+        return self.services.authenticator
+
+    @property
+    def accounts(self) -> Accounts:
+        return self.services.accounts
+
+
+def _prefixed(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
+    return lambda path: path.startswith(prefixes)
+
+
+def install(
+    app: FastAPI,
+    settings: Settings | None = None,
+    *,
+    templates_dir: str | Path | None = None,
+    pages: bool = True,
+) -> Bastion:
+    """Add sessions, CSRF, security headers, error pages and Bastion's routes to ``app``.
+
+    Returns the :class:`Bastion` object (also at ``app.state.bastion``).
+    """
+    settings = settings or Settings()
+    settings.check_startup()
+    bastion = Bastion(settings, templates_dir=templates_dir)
+    app.state.bastion = bastion
+
+    async def on_error(scope: Scope, status: int, message: str) -> ASGIApp:
+        return bastion.errors.for_scope(scope, status, message)
+
+    # Added innermost first: the last one added sees the request first.
+    app.add_middleware(
+        CSRFMiddleware,
+        trusted_origins=settings.trusted_origins,
+        on_error=on_error,
+        exempt=lambda path: path in CSRF_EXEMPT,
+    )
+    app.add_middleware(
+        SessionMiddleware,
+        manager=bastion.session_manager,
+        signer=bastion.presession_signer,
+        policy=bastion.cookies,
+        on_error=on_error,
+    )
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_size,
+        applies=_prefixed(AUTH_PREFIXES),
+        on_error=on_error,
+    )
+    app.add_middleware(ProxyHeadersMiddleware, trusted=settings.trusted_proxies)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.is_production)
+
+    register_error_handlers(app, bastion.errors)
+    app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="bastion-static")
+
+    from bastion.fastapi.api import router as api_router
+    from bastion.fastapi.docs import install_docs
+    from bastion.fastapi.health import router as health_router
+    from bastion.fastapi.wellknown import router as wellknown_router
+
+    app.include_router(health_router)
+    app.include_router(wellknown_router)
+    app.include_router(api_router)
+    install_docs(app)
+    if pages:
+        from bastion.fastapi.account import router as account_router
+        from bastion.fastapi.admin import router as admin_router
+        from bastion.fastapi.pages import router as pages_router
+
+        app.include_router(pages_router)
+        app.include_router(account_router)
+        app.include_router(admin_router)
+
+    _wrap_lifespan(app, bastion)
+    return bastion
+
+
+def _wrap_lifespan(app: FastAPI, bastion: Bastion) -> None:
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application: Any) -> AsyncIterator[Any]:
+        await bastion.startup()
+        try:
+            async with inner(application) as state:
+                yield state
+        finally:
+            await bastion.shutdown()
+
+    app.router.lifespan_context = lifespan

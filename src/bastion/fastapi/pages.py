@@ -1,0 +1,127 @@
+"""The sign-in pages: login, logout and the dashboard."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from bastion.asgi.sessions import session_state
+from bastion.devices import describe
+from bastion.exceptions import AuthenticationFailed, RateLimited
+from bastion.fastapi.dependencies import PageUser, get_bastion
+from bastion.fastapi.install import Bastion
+from bastion.redirects import safe_next
+
+log = logging.getLogger("bastion.security")
+router = APIRouter(include_in_schema=False)
+GENERIC_FAILURE = "Invalid user name or password."
+MAX_USERNAME = 150
+BastionDep = Annotated[Bastion, Depends(get_bastion)]
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+@router.get("/")
+async def home(request: Request) -> RedirectResponse:
+    signed_in = session_state(request.scope).session is not None
+    return RedirectResponse("/dashboard" if signed_in else "/login", status_code=303)
+
+
+@router.get("/login")
+async def login_form(request: Request, bastion: BastionDep, next: str = "") -> Response:
+    return bastion.templates.render(
+        request, "login.html", {"next": safe_next(next) if next else "", "error": None}
+    )
+
+
+@router.post("/login")
+async def login_submit(
+    request: Request,
+    bastion: BastionDep,
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    remember: Annotated[str | None, Form()] = None,
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    state = session_state(request.scope)
+    services = bastion.services
+    authenticator = bastion.authenticator
+    ip = client_ip(request)
+    user_agent = request.headers.get("user-agent")
+    context = {"next": safe_next(next) if next else "", "username": username[:MAX_USERNAME]}
+    try:
+        user = await authenticator.authenticate(
+            username[: MAX_USERNAME + 1],
+            password,
+            ip=ip,
+            user_agent=user_agent,
+            channel="web",
+        )
+    except AuthenticationFailed:
+        return bastion.templates.render(
+            request, "login.html", {**context, "error": GENERIC_FAILURE}, status_code=400
+        )
+    except RateLimited as limited:
+        return bastion.templates.render(
+            request,
+            "login.html",
+            {**context, "error": "Too many attempts. Please wait and try again."},
+            status_code=429,
+            headers={"Retry-After": str(limited.retry_after)},
+        )
+    remembered = remember is not None and remember.lower() in ("on", "1", "true", "yes")
+    previous = state.session.key if state.session else None
+    raw_id, session = await services.sessions.create(
+        user.id,
+        username=user.username,
+        email=user.email,
+        roles=user.roles,
+        remember=remembered,
+        ip=ip,
+        user_agent=user_agent,
+        replaces=previous,
+    )
+    max_age = bastion.settings.remember_me_timeout if remembered else None
+    state.begin(raw_id, session, max_age=max_age)
+    await bastion.audit.record(
+        "login.success",
+        user_id=user.id,
+        username=user.username,
+        ip=ip,
+        user_agent=user_agent,
+        session_ref=session.ref,
+        detail={"channel": "web", "remember": remembered},
+    )
+    return RedirectResponse(safe_next(next), status_code=303)
+
+
+@router.post("/logout")
+async def logout(request: Request, bastion: BastionDep) -> RedirectResponse:
+    state = session_state(request.scope)
+    session = state.session
+    if session is not None:
+        await bastion.services.sessions.end(session.key)
+        await bastion.audit.record(
+            "logout",
+            user_id=session.user_id,
+            username=session.username,
+            ip=client_ip(request),
+            session_ref=session.ref,
+        )
+    state.end()
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/dashboard")
+async def dashboard(request: Request, user: PageUser, bastion: BastionDep) -> Response:
+    session = user.session
+    return bastion.templates.render(
+        request,
+        "dashboard.html",
+        {"session": session, "device": describe(session.user_agent)},
+    )

@@ -1,0 +1,155 @@
+"""Everything Bastion needs at run time, built once from the settings.
+
+The web layer (``install``) and the CLI both open the same :class:`Services`, so a command
+such as ``bastion users disable`` ends sessions exactly the way the web app would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bastion.accounts import Accounts
+from bastion.audit import AuditTrail
+from bastion.auth import Authenticator
+from bastion.clock import Clock, system_clock
+from bastion.db import create_engine
+from bastion.keys import KeyRing
+from bastion.passwords import Passwords
+from bastion.refresh import RefreshTokens
+from bastion.sessions import SessionManager, SessionPolicy
+from bastion.settings import Settings, StoreKind
+from bastion.stores.base import Store
+from bastion.stores.memory import MemoryStore
+from bastion.stores.redis import RedisStore, create_redis_client
+from bastion.stores.sql import SQLStore
+from bastion.tokens import AccessTokenCodec
+from bastion.users.repository import UserRepository
+
+_COMPONENT = {"session": "session store", "cache": "cache", "ratelimit": "rate-limit store"}
+
+
+@dataclass
+class Services:
+    """Open connections and the objects built on them; close with :meth:`aclose`."""
+
+    settings: Settings
+    engine: AsyncEngine
+    users: UserRepository
+    passwords: Passwords
+    sessions: SessionManager
+    session_store: Store
+    cache_store: Store
+    ratelimit_store: Store
+    clock: Clock
+    keyring: KeyRing
+    access_tokens: AccessTokenCodec
+    refresh_tokens: RefreshTokens
+    audit: AuditTrail
+    accounts: Accounts
+    authenticator: Authenticator
+    redis: Any | None = None
+    _closers: list[Any] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        for store in (self.session_store, self.cache_store, self.ratelimit_store):
+            await store.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def session_policy(settings: Settings) -> SessionPolicy:
+    return SessionPolicy(
+        idle_timeout=settings.session_idle_timeout,
+        absolute_timeout=settings.session_absolute_timeout,
+        remember_me_timeout=settings.remember_me_timeout,
+        api_idle_timeout=settings.refresh_token_ttl,
+        touch_interval=settings.session_touch_interval,
+        max_per_user=settings.max_sessions_per_user,
+    )
+
+
+def is_embedded(settings: Settings) -> bool:
+    """True when the database is the local SQLite file (migrated automatically)."""
+    return make_url(settings.resolved_database_url).get_backend_name() == "sqlite"
+
+
+async def open_services(
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    passwords: Passwords | None = None,
+) -> Services:
+    """Connect to the database and stores named by ``settings``."""
+    settings.check_startup()
+    if is_embedded(settings):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.resolved_database_url, timeout=settings.store_timeout)
+    redis = (
+        create_redis_client(settings.redis_url, timeout=settings.store_timeout)
+        if settings.redis_url
+        else None
+    )
+    memory_root = MemoryStore(namespace="bastion", clock=clock)
+
+    def build(concern: str, kind: StoreKind) -> Store:
+        component = _COMPONENT[concern]
+        if kind == "redis":
+            assert redis is not None  # settings refuse a redis store without a URL
+            return RedisStore(
+                redis,
+                namespace=f"{settings.redis_prefix}:{concern}",
+                component=component,
+                timeout=settings.store_timeout,
+            )
+        if kind == "sql":
+            return SQLStore(
+                engine,
+                namespace=concern,
+                clock=clock,
+                component=component,
+                timeout=settings.store_timeout,
+            )
+        return memory_root.child(concern)
+
+    session_store = build("session", settings.store_kind("session"))
+    sessions = SessionManager(session_store, session_policy(settings), clock)
+    users = UserRepository(engine, clock=clock, timeout=settings.store_timeout)
+    passwords = passwords or Passwords()
+    audit = AuditTrail(users)
+    keyring = KeyRing.load_or_create(
+        settings.resolved_jwt_keys_file, settings.jwt_algorithm, clock=clock
+    )
+    return Services(
+        settings=settings,
+        engine=engine,
+        users=users,
+        passwords=passwords,
+        sessions=sessions,
+        session_store=session_store,
+        cache_store=build("cache", settings.store_kind("cache")),
+        ratelimit_store=build("ratelimit", settings.store_kind("ratelimit")),
+        clock=clock,
+        keyring=keyring,
+        access_tokens=AccessTokenCodec(
+            keyring,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl=settings.access_token_ttl,
+            leeway=settings.jwt_leeway,
+            clock=clock,
+        ),
+        refresh_tokens=RefreshTokens(
+            session_store, sessions, ttl=settings.refresh_token_ttl, clock=clock
+        ),
+        audit=audit,
+        accounts=Accounts(
+            users, sessions, passwords, audit, password_min_length=settings.password_min_length
+        ),
+        authenticator=Authenticator(users, passwords, audit),
+        redis=redis,
+    )

@@ -1,0 +1,346 @@
+"""A store on Redis (standalone, Sentinel or Cluster) through ``redis.asyncio``.
+
+Keys are ``<namespace>:<key>``. Every command touches a single key, so each works on Redis
+Cluster; a hash tag in the caller's key (``{user:42}``) decides the slot, which is why the
+namespace may not contain braces. TTLs travel in milliseconds so fractions of a second work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import copy
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import unquote
+
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
+
+from bastion.exceptions import StoreUnavailable
+from bastion.stores.base import NO_EXPIRY, check_ttl
+
+_REDIS_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+
+# Fixed-window counter: the TTL is set only by the call that creates the key.
+_INCR = """
+local created = redis.call('EXISTS', KEYS[1]) == 0
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if created and ARGV[2] ~= '' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return value
+"""
+
+# PERSIST alone answers 0 both for "absent" and "had no expiry"; touch must tell them apart.
+_PERSIST = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+
+_SADD_WITH_TTL = """
+local added = redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return added
+"""
+
+
+def _ms(ttl: float) -> int:
+    return max(1, math.ceil(ttl * 1000))
+
+
+def _check_namespace(namespace: str) -> str:
+    if not namespace:
+        raise ValueError("namespace must not be empty")
+    if "{" in namespace or "}" in namespace:
+        # A brace in the namespace would become the hash tag of every key on Cluster.
+        raise ValueError("a Redis namespace must not contain braces")
+    return namespace
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    """What went wrong, for logs: the error class and Redis error code, never keys or hosts."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    detail = type(exc).__name__
+    if isinstance(exc, ResponseError) and exc.args:
+        code = str(exc.args[0]).split(" ", 1)[0]
+        if code.isalpha() and code.isupper():  # READONLY, OOM, CLUSTERDOWN, WRONGTYPE...
+            detail += f": {code}"
+    return detail
+
+
+@dataclass(slots=True)
+class _Shared:
+    closed: bool = False
+
+
+class RedisStore:
+    """A :class:`~bastion.stores.base.Store` on a ``redis.asyncio`` client.
+
+    The client must return bytes (``decode_responses=False``). ``timeout`` bounds every
+    call whatever the client's own timeouts and retries; a failure or timeout raises
+    :class:`StoreUnavailable` naming ``component``. :meth:`aclose` closes the client only
+    with ``owns_client``.
+    """
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        namespace: str = "bastion",
+        component: str = "session store",
+        *,
+        timeout: float = 2.0,
+        owns_client: bool = False,
+    ) -> None:
+        if client.get_encoder().decode_responses:
+            raise ValueError("RedisStore needs a client with decode_responses=False")
+        self._client = client
+        self._namespace = _check_namespace(namespace)
+        self.component = component
+        self._timeout = timeout
+        self._owns_client = owns_client
+        self._shared = _Shared()
+        self._incr = client.register_script(_INCR)
+        self._persist = client.register_script(_PERSIST)
+        self._sadd_with_ttl = client.register_script(_SADD_WITH_TTL)
+
+    def __repr__(self) -> str:
+        return f"RedisStore(namespace={self._namespace!r})"
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    def child(self, namespace: str) -> RedisStore:
+        view = copy.copy(self)  # same client, scripts and shared state
+        view._namespace = f"{self._namespace}:{_check_namespace(namespace)}"
+        view._owns_client = False  # only the parent closes what they share
+        return view
+
+    def _key(self, key: str) -> str:
+        return f"{self._namespace}:{key}"
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """Bound the block by the timeout and turn every failure into StoreUnavailable."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield
+        except _REDIS_ERRORS as exc:
+            # `from None`: redis-py messages name the host and sometimes the key.
+            raise StoreUnavailable(self.component, _describe(exc, self._timeout)) from None
+
+    # -- the Store contract ----------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        async with self._guard():
+            value = await self._client.get(self._key(key))
+        return cast(bytes | None, value)  # decode_responses=False, checked in __init__
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        check_ttl(ttl)
+        px = None if ttl is None else _ms(ttl)
+        async with self._guard():
+            await self._client.set(self._key(key), value, px=px)  # SET clears an old TTL
+
+    async def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        check_ttl(ttl)
+        px = None if ttl is None else _ms(ttl)
+        async with self._guard():
+            stored = await self._client.set(self._key(key), value, px=px, nx=True)
+        return bool(stored)
+
+    async def replace(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        check_ttl(ttl)
+        px = None if ttl is None else _ms(ttl)
+        async with self._guard():
+            stored = await self._client.set(self._key(key), value, px=px, xx=True)
+        return bool(stored)
+
+    async def pop(self, key: str) -> bytes | None:
+        async with self._guard():
+            value = await self._client.getdel(self._key(key))
+        return cast(bytes | None, value)
+
+    async def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        async with self._guard():
+            if len(keys) == 1:
+                deleted: int = await self._client.delete(self._key(keys[0]))
+                return deleted
+            # One DEL per key: on Cluster the keys may live in different slots.
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.delete(self._key(key))
+            results: list[int] = await pipe.execute()
+        return sum(results)
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        check_ttl(ttl)
+        px = "" if ttl is None else str(_ms(ttl))
+        async with self._guard():
+            value = await self._incr(keys=[self._key(key)], args=[amount, px])
+        return int(value)
+
+    async def ttl(self, key: str) -> float | None:
+        async with self._guard():
+            ms: int = await self._client.pttl(self._key(key))
+        if ms == -2:
+            return None
+        if ms == -1:
+            return NO_EXPIRY
+        return ms / 1000
+
+    async def touch(self, key: str, ttl: float | None) -> bool:
+        check_ttl(ttl)
+        async with self._guard():
+            if ttl is None:
+                touched = await self._persist(keys=[self._key(key)])
+            else:
+                touched = await self._client.pexpire(self._key(key), _ms(ttl))
+        return bool(touched)
+
+    async def sadd(self, key: str, *members: str, ttl: float | None = None) -> int:
+        check_ttl(ttl)
+        if not members:
+            return 0
+        async with self._guard():
+            if ttl is None:
+                added = await self._client.sadd(self._key(key), *members)
+            else:
+                added = await self._sadd_with_ttl(keys=[self._key(key)], args=[_ms(ttl), *members])
+        return int(added)
+
+    async def srem(self, key: str, *members: str) -> int:
+        if not members:
+            return 0
+        async with self._guard():
+            removed: int = await self._client.srem(self._key(key), *members)
+        return removed
+
+    async def smembers(self, key: str) -> builtins.set[str]:
+        async with self._guard():
+            members = await self._client.smembers(self._key(key))
+        return {m.decode() if isinstance(m, bytes) else m for m in members}
+
+    async def ping(self) -> None:
+        async with self._guard():
+            await self._client.ping()
+
+    async def aclose(self) -> None:
+        if self._owns_client and not self._shared.closed:
+            self._shared.closed = True
+            await self._client.aclose()
+
+
+# -- clients -----------------------------------------------------------------------------
+
+
+class _SentinelMaster(Redis):
+    """The master client of a Sentinel setup; closing it closes the Sentinel clients too."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        pool = self.connection_pool
+        if isinstance(pool, SentinelConnectionPool):
+            await pool.sentinel_manager.aclose()
+
+
+def _retry() -> Retry:
+    # One quick retry replaces a connection the server dropped while idle; more would only
+    # stretch an outage past the timeout.
+    return Retry(ExponentialBackoff(cap=0.1, base=0.02), retries=1)
+
+
+def _parse_hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
+    hosts: list[tuple[str, int]] = []
+    for item in netloc.split(","):
+        if item.startswith("["):  # [IPv6]:port
+            host, _, tail = item[1:].partition("]")
+            port_text = tail.removeprefix(":")
+        else:
+            host, _, port_text = item.partition(":")
+        if not host:
+            raise ValueError("a Redis URL lists an empty host")
+        try:
+            port = int(port_text) if port_text else default_port
+        except ValueError:
+            raise ValueError("a Redis URL has an invalid port") from None
+        hosts.append((unquote(host), port))
+    return hosts
+
+
+def create_redis_client(url: str, *, timeout: float = 2.0) -> Redis | RedisCluster:
+    """A client for ``url`` that fails within about ``timeout`` seconds when Redis is down.
+
+    Understands ``redis://``, ``rediss://`` and ``unix://`` (see redis-py's ``from_url``),
+    ``redis+cluster://[user:password@]host:port[,host:port...]`` (``rediss+cluster`` for
+    TLS) and ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``
+    (``rediss+sentinel``), whose credentials are the master's, not the Sentinels'.
+    Errors never repeat the URL, which may hold a password.
+    """
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep:
+        raise ValueError("a Redis URL needs a scheme such as redis://")
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 10,  # PING a connection idle this long before reusing it
+        "retry": _retry(),
+    }
+    if scheme in ("redis", "rediss", "unix"):
+        client: Redis = Redis.from_url(url, **options)
+        return client
+
+    base, _, kind = scheme.partition("+")
+    use_tls = base == "rediss"
+    if base not in ("redis", "rediss") or kind not in ("cluster", "sentinel"):
+        raise ValueError(f"unsupported Redis URL scheme {scheme!r}")
+    rest, _, query = rest.partition("?")
+    if query:
+        raise ValueError(f"{scheme} URLs take no query options")
+    netloc, _, path = rest.partition("/")
+    userinfo, _, hostlist = netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    options["username"] = unquote(username) or None
+    options["password"] = unquote(password) or None
+
+    if kind == "cluster":
+        if path.strip("/"):
+            raise ValueError("redis+cluster URLs take no path: Cluster has only database 0")
+        nodes = [ClusterNode(h, p) for h, p in _parse_hosts(hostlist, 6379)]
+        return RedisCluster(startup_nodes=nodes, ssl=use_tls, **options)
+
+    service, _, db_text = path.strip("/").partition("/")
+    if not service:
+        raise ValueError("redis+sentinel URLs need a service name: .../service_name[/db]")
+    try:
+        db = int(db_text) if db_text else 0
+    except ValueError:
+        raise ValueError("a redis+sentinel URL has an invalid database number") from None
+    sentinel_options = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout")}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        _parse_hosts(hostlist, 26379),
+        sentinel_kwargs={**sentinel_options, "retry": _retry()},
+    )
+    master: Redis = sentinel.master_for(
+        unquote(service),
+        redis_class=_SentinelMaster,
+        db=db,
+        ssl=use_tls,
+        **options,
+    )
+    return master

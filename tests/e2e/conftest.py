@@ -1,0 +1,144 @@
+"""End-to-end fixtures: the reference app over ASGI, on every session store."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+from bastion.fastapi.install import Bastion
+from bastion.settings import Settings
+from bastion.webapp.app import create_app
+
+BASE = "http://testserver"
+ORIGIN = {"Origin": BASE}
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Site:
+    """The app under test, its Bastion object and helpers to drive it."""
+
+    app: FastAPI
+    bastion: Bastion
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(
+            app=self.app, client=kwargs.pop("client", ("203.0.113.7", 5000))
+        )
+        return httpx.AsyncClient(transport=transport, base_url=BASE, **kwargs)
+
+    async def create_user(
+        self,
+        name: str,
+        password: str = PASSWORD,
+        *,
+        roles: tuple[str, ...] = (),
+        email: str | None = None,
+    ) -> int:
+        services = self.bastion.services
+        hashed = await services.passwords.hash_async(password)
+        user = await services.users.create_user(name, hashed, roles=roles, email=email)
+        return int(user.id)
+
+
+def csrf_from(html: str) -> str:
+    match = CSRF_FIELD.search(html)
+    assert match, "page has no csrf_token field"
+    return match.group(1)
+
+
+async def login(
+    client: httpx.AsyncClient,
+    username: str,
+    password: str = PASSWORD,
+    *,
+    remember: bool = False,
+    next_path: str | None = None,
+) -> httpx.Response:
+    page = await client.get("/login")
+    form = {"username": username, "password": password, "csrf_token": csrf_from(page.text)}
+    if remember:
+        form["remember"] = "on"
+    if next_path is not None:
+        form["next"] = next_path
+    return await client.post("/login", data=form, headers=ORIGIN)
+
+
+async def csrf_token(client: httpx.AsyncClient, path: str = "/dashboard") -> str:
+    return csrf_from((await client.get(path)).text)
+
+
+def _store_settings(kind: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    if kind == "redis":
+        url = request.getfixturevalue("redis_url")
+        prefix = request.getfixturevalue("redis_prefix")
+        return {
+            "redis_url": url,
+            "redis_prefix": f"{prefix}:{secrets.token_hex(4)}",
+            "cache_store": "memory",
+            "ratelimit_store": "memory",
+        }
+    return {"session_store": kind}
+
+
+@pytest.fixture(params=["sql", "memory", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
+) -> Callable[..., Settings]:
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "env": "test",
+            "data_dir": tmp_path / "data",
+            **_store_settings(store_kind, request),
+            **overrides,
+        }
+        return Settings(**values)
+
+    return build
+
+
+@pytest_asyncio.fixture
+async def site_factory() -> AsyncIterator[Callable[[Settings], Any]]:
+    stack: list[Any] = []
+
+    async def start(settings: Settings) -> Site:
+        app = create_app(settings)
+        bastion: Bastion = app.state.bastion
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        stack.append(lifespan)
+        return Site(app, bastion)
+
+    yield start
+    for lifespan in reversed(stack):
+        await lifespan.__aexit__(None, None, None)
+
+
+@pytest_asyncio.fixture
+async def site(
+    site_factory: Callable[[Settings], Any], make_settings: Callable[..., Settings]
+) -> Site:
+    result: Site = await site_factory(make_settings())
+    return result
+
+
+@pytest_asyncio.fixture
+async def client(site: Site) -> AsyncIterator[httpx.AsyncClient]:
+    async with site.client() as http:
+        yield http

@@ -1,0 +1,240 @@
+"""The browser sign-in flow through the ASGI app, on every session store."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from bastion.sessions import session_key
+from tests.e2e.conftest import ORIGIN, PASSWORD, Site, csrf_from, csrf_token, login
+
+
+def session_cookie(response: httpx.Response) -> str | None:
+    for header in response.headers.get_list("set-cookie"):
+        if header.startswith("bastion_session=") and "Max-Age=0" not in header:
+            return header.split(";", 1)[0].split("=", 1)[1]
+    return None
+
+
+async def test_root_redirects_anonymous_visitors_to_login(client: httpx.AsyncClient) -> None:
+    response = await client.get("/")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login"
+
+
+async def test_login_page_has_the_contract_fields(client: httpx.AsyncClient) -> None:
+    response = await client.get("/login")
+    assert response.status_code == 200
+    for field in ('name="username"', 'name="password"', 'name="remember"', 'name="csrf_token"'):
+        assert field in response.text
+    assert '<meta name="csrf-token"' in response.text
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_login_issues_new_session_cookie_and_redirects(
+    site: Site, client: httpx.AsyncClient
+) -> None:
+    await site.create_user("alice")
+    response = await login(client, "alice")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/dashboard"
+    raw = session_cookie(response)
+    assert raw is not None
+    assert len(raw) >= 43
+    header = next(
+        h for h in response.headers.get_list("set-cookie") if h.startswith("bastion_session=")
+    )
+    assert "HttpOnly" in header
+    assert "SameSite=Lax" in header
+    assert "Path=/" in header
+    assert "Domain" not in header
+    assert "Max-Age" not in header
+    dashboard = await client.get("/dashboard")
+    assert dashboard.status_code == 200
+    assert "Welcome alice" in dashboard.text
+
+
+async def test_only_the_hash_of_the_session_id_is_stored(
+    site: Site, client: httpx.AsyncClient
+) -> None:
+    await site.create_user("alice")
+    raw = session_cookie(await login(client, "alice"))
+    assert raw is not None
+    store = site.bastion.services.session_store
+    assert await store.get(f"s:{raw}") is None
+    stored = await store.get(f"s:{session_key(raw)}")
+    assert stored is not None
+    assert raw.encode() not in stored
+
+
+async def test_login_always_issues_a_new_id(site: Site, client: httpx.AsyncClient) -> None:
+    await site.create_user("alice")
+    first = session_cookie(await login(client, "alice"))
+    second = session_cookie(await login(client, "alice"))
+    assert first
+    assert second
+    assert first != second
+    # Logging in again ended the previous session of this browser.
+    assert await site.bastion.services.sessions.load(first) is None
+    assert await site.bastion.services.sessions.load(second) is not None
+
+
+async def test_wrong_password_unknown_user_and_disabled_account_look_the_same(
+    site: Site, client: httpx.AsyncClient
+) -> None:
+    user_id = await site.create_user("alice")
+    await site.create_user("bob")
+    await site.bastion.services.users.set_active(user_id, False)
+    answers = [
+        await login(client, "alice"),  # disabled, right password
+        await login(client, "bob", "wrong password"),
+        await login(client, "nobody"),
+    ]
+    assert [a.status_code for a in answers] == [400, 400, 400]
+    messages = [re.search(r'role="alert">([^<]*)<', a.text).group(1) for a in answers]  # type: ignore[union-attr]
+    assert len(set(messages)) == 1
+    assert all(session_cookie(a) is None for a in answers)
+
+
+async def test_login_without_csrf_token_is_refused(site: Site, client: httpx.AsyncClient) -> None:
+    await site.create_user("alice")
+    await client.get("/login")
+    response = await client.post(
+        "/login", data={"username": "alice", "password": PASSWORD}, headers=ORIGIN
+    )
+    assert response.status_code == 403
+    assert session_cookie(response) is None
+
+
+async def test_login_from_another_origin_is_refused(site: Site, client: httpx.AsyncClient) -> None:
+    await site.create_user("alice")
+    page = await client.get("/login")
+    response = await client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORD, "csrf_token": csrf_from(page.text)},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert response.status_code == 403
+
+
+async def test_login_without_origin_or_referer_is_refused(
+    site: Site, client: httpx.AsyncClient
+) -> None:
+    await site.create_user("alice")
+    page = await client.get("/login")
+    response = await client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORD, "csrf_token": csrf_from(page.text)},
+    )
+    assert response.status_code == 403
+
+
+async def test_csrf_token_rotates_at_login(site: Site, client: httpx.AsyncClient) -> None:
+    await site.create_user("alice")
+    page = await client.get("/login")
+    before = csrf_from(page.text)
+    form = {"username": "alice", "password": PASSWORD, "csrf_token": before}
+    assert (await client.post("/login", data=form, headers=ORIGIN)).status_code == 303
+    # The pre-login token no longer works for the signed-in session.
+    response = await client.post("/logout", data={"csrf_token": before}, headers=ORIGIN)
+    assert response.status_code == 403
+    assert (await client.get("/dashboard")).status_code == 200
+
+
+async def test_masked_tokens_differ_per_response(site: Site, client: httpx.AsyncClient) -> None:
+    await site.create_user("alice")
+    await login(client, "alice")
+    assert await csrf_token(client) != await csrf_token(client)
+
+
+async def test_logout_ends_the_session_server_side(site: Site, client: httpx.AsyncClient) -> None:
+    await site.create_user("alice")
+    raw = session_cookie(await login(client, "alice"))
+    token = await csrf_token(client)
+    response = await client.post("/logout", data={"csrf_token": token}, headers=ORIGIN)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login"
+    cleared = [
+        h for h in response.headers.get_list("set-cookie") if h.startswith("bastion_session=")
+    ]
+    assert cleared
+    assert "Max-Age=0" in cleared[0]
+    assert await site.bastion.services.sessions.load(raw) is None
+    # Replaying the old cookie does not get back in.
+    async with site.client(cookies={"bastion_session": raw or ""}) as replay:
+        assert (await replay.get("/dashboard")).status_code == 303
+
+
+async def test_logout_without_token_is_refused(site: Site, client: httpx.AsyncClient) -> None:
+    await site.create_user("alice")
+    await login(client, "alice")
+    response = await client.post("/logout", headers=ORIGIN)
+    assert response.status_code == 403
+    assert (await client.get("/dashboard")).status_code == 200
+
+
+async def test_dashboard_needs_a_session(client: httpx.AsyncClient) -> None:
+    response = await client.get("/dashboard")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=/dashboard"
+
+
+async def test_unknown_session_id_is_ignored_and_cleared(site: Site) -> None:
+    async with site.client(cookies={"bastion_session": "A" * 43}) as forged:
+        response = await forged.get("/dashboard")
+    assert response.status_code == 303
+    assert any("Max-Age=0" in h for h in response.headers.get_list("set-cookie"))
+
+
+async def test_next_is_followed_only_to_same_origin_paths(
+    site: Site, client: httpx.AsyncClient
+) -> None:
+    await site.create_user("alice")
+    good = await login(client, "alice", next_path="/account/sessions?x=1")
+    assert good.headers["location"] == "/account/sessions?x=1"
+    for evil in (
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "javascript:alert(1)",
+    ):
+        response = await login(client, "alice", next_path=evil)
+        assert response.headers["location"] == "/dashboard", evil
+
+
+async def test_remember_me_sets_a_persistent_cookie(site: Site, client: httpx.AsyncClient) -> None:
+    await site.create_user("alice")
+    response = await login(client, "alice", remember=True)
+    header = next(
+        h for h in response.headers.get_list("set-cookie") if h.startswith("bastion_session=")
+    )
+    assert f"Max-Age={site.bastion.settings.remember_me_timeout}" in header
+
+
+async def test_security_headers_are_on_every_page(client: httpx.AsyncClient) -> None:
+    response = await client.get("/login")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"]
+    csp = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp
+    assert "'unsafe-inline'" not in csp
+    assert "strict-transport-security" not in response.headers
+
+
+async def test_healthz_and_readyz_answer(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).status_code == 200
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["database"] == "up"
+
+
+async def test_unknown_route_gets_a_404_page(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nowhere", headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    assert "Not found" in response.text
+
+
+async def test_trace_is_405_not_5xx(client: httpx.AsyncClient) -> None:
+    response = await client.request("TRACE", "/login")
+    assert response.status_code == 405

@@ -1,0 +1,73 @@
+"""A real ``bastion serve`` process for end-to-end and browser tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+BASTION = str(Path(sys.executable).with_name("bastion"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [BASTION, *args], input=stdin, env=self.env, capture_output=True, text=True, timeout=60
+        )
+
+
+def server_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    env.update({"BASTION_DATA_DIR": str(data_dir), "BASTION_ENV": "test", **(extra or {})})
+    return env
+
+
+@contextmanager
+def live_server(data_dir: Path, extra: Mapping[str, str] | None = None) -> Iterator[LiveServer]:
+    env = server_env(data_dir, extra)
+    port = free_port()
+    log = open(data_dir.parent / f"serve-{port}.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [BASTION, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"bastion serve exited with {process.returncode}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("bastion serve did not become healthy in 30 s")
+            time.sleep(0.1)
+        yield LiveServer(url, env, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
