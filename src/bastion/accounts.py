@@ -121,7 +121,12 @@ class Accounts:
         user = await self.require(user_id)
         await self.users.set_roles(user_id, roles)
         now = await self.users.roles_of(user_id)
-        await self.sessions.update_user(user_id, roles=now)
+        if user.roles - now:
+            # Losing a role ends the sessions: an in-flight write-back of a session record
+            # could otherwise restore the old roles for a moment.
+            await self.sessions.end_all_for_user(user_id)
+        else:
+            await self.sessions.update_user(user_id, roles=now)
         await self._changed(user_id)
         await self.audit.record(
             "user.roles_changed",

@@ -151,6 +151,11 @@ class Settings(BaseSettings):
         description="Comma-separated addresses or networks whose X-Forwarded-For / Forwarded "
         "headers are believed.",
     )
+    proxy_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        "x-forwarded-for",
+        description="Which header the trusted proxies set: X-Forwarded-For (+ "
+        "X-Forwarded-Proto) or RFC 7239 Forwarded. Only that one is read.",
+    )
     trusted_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated extra origins (scheme://host[:port]) allowed to send "

@@ -296,3 +296,19 @@ async def test_audit_log_records_failures_without_passwords(
     failure = next(e for e in events if e.event == "login.failure")
     assert failure.username == "alice"
     assert "my-secret-wrong-password" not in repr(failure)
+
+
+async def test_removing_a_role_ends_the_users_sessions(site: Site) -> None:
+    await site.create_user("root", roles=("admin",))
+    bob_id = await site.create_user("bob", roles=("admin", "staff"))
+    async with site.client() as admin, site.client() as bob:
+        await login(admin, "root")
+        await login(bob, "bob")
+        assert (await bob.get("/admin/users")).status_code == 200
+        response = await post_form(
+            admin, f"/admin/users/{bob_id}/roles", {"roles": "staff"}, page="/admin/users"
+        )
+        assert response.status_code == 303
+        assert (await bob.get("/admin/users")).status_code == 303  # signed out
+        await login(bob, "bob")
+        assert (await bob.get("/admin/users")).status_code == 403

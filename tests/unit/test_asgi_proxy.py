@@ -21,8 +21,13 @@ async def run(
     peer: str | None = PROXY,
     kind: str = "http",
     scheme: str | None = None,
+    mode: str | None = None,
 ) -> Scope:
-    """The scope the inner app sees for one request from ``peer``."""
+    """The scope the inner app sees for one request from ``peer``. The middleware reads the
+    header family named by ``mode`` (by default, the family of the headers sent)."""
+    if mode is None:
+        sends_forwarded = any(k.lower() == "forwarded" for k, _ in headers or [])
+        mode = "forwarded" if sends_forwarded else "x-forwarded-for"
     seen: list[Scope] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -41,7 +46,8 @@ async def run(
         "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers or []],
         "client": (peer, 51000) if peer else None,
     }
-    await ProxyHeadersMiddleware(app, trusted=list(trusted))(scope, receive, send)
+    middleware = ProxyHeadersMiddleware(app, trusted=list(trusted), header=mode)  # type: ignore[arg-type]
+    await middleware(scope, receive, send)
     assert len(seen) == 1
     return seen[0]
 
@@ -176,6 +182,22 @@ async def test_x_forwarded_for_ipv6() -> None:
 async def test_x_forwarded_for_ports_and_brackets(value: str, client: str) -> None:
     scope = await run([("X-Forwarded-For", value)])
     assert client_of(scope) == client
+
+
+async def test_client_sent_forwarded_is_ignored_when_the_proxy_sets_x_forwarded_for() -> None:
+    scope = await run(
+        [("Forwarded", "for=6.6.6.6;proto=https"), ("X-Forwarded-For", CLIENT)],
+        mode="x-forwarded-for",
+    )
+    assert client_of(scope) == CLIENT
+    assert scope["scheme"] == "http"
+
+
+async def test_client_sent_x_forwarded_for_is_ignored_when_the_proxy_sets_forwarded() -> None:
+    scope = await run(
+        [("X-Forwarded-For", "6.6.6.6"), ("Forwarded", f"for={CLIENT}")], mode="forwarded"
+    )
+    assert client_of(scope) == CLIENT
 
 
 async def test_forwarded_for_and_proto() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
+from typing import Literal
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -49,11 +50,21 @@ class ProxyHeadersMiddleware:
     """Rewrites ``scope["client"]`` and ``scope["scheme"]`` from proxy headers, but only when
     the direct peer is a trusted proxy, and then walks the chain from the right, stopping at
     the first address that is not itself trusted (so a client cannot spoof its address by
-    sending its own X-Forwarded-For)."""
+    sending its own X-Forwarded-For).
 
-    def __init__(self, app: ASGIApp, trusted: Sequence[str]) -> None:
+    Only the header family the proxy actually sets is read (``header``): most proxies append
+    to X-Forwarded-For and pass a client's own ``Forwarded`` through untouched, so reading
+    both would let a client choose the one it forged."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        trusted: Sequence[str],
+        header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for",
+    ) -> None:
         self.app = app
         self.trusted = parse_networks(trusted)
+        self.header = header
 
     def is_trusted(self, address: str | None) -> bool:
         if not address:
@@ -80,7 +91,9 @@ class ProxyHeadersMiddleware:
         for name, value in scope["headers"]:
             headers.setdefault(name.lower(), []).append(value.decode("latin-1"))
         hops: list[tuple[str | None, str | None]]
-        if b"forwarded" in headers:
+        if self.header == "forwarded":
+            if b"forwarded" not in headers:
+                return scope
             hops = _forwarded_hops(",".join(headers[b"forwarded"]))
         elif b"x-forwarded-for" in headers or b"x-forwarded-proto" in headers:
             # A proxy may send the scheme alone; then the address list is one empty hop.

@@ -157,7 +157,9 @@ def install(
         applies=_prefixed(AUTH_PREFIXES),
         on_error=on_error,
     )
-    app.add_middleware(ProxyHeadersMiddleware, trusted=settings.trusted_proxies)
+    app.add_middleware(
+        ProxyHeadersMiddleware, trusted=settings.trusted_proxies, header=settings.proxy_header
+    )
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.is_production)
 
     register_error_handlers(app, bastion.errors)
