@@ -478,6 +478,30 @@ def demo(
     _serve(host, port, 1, DEFAULT_APP, False)
 
 
+# ---- checks ---------------------------------------------------------------------------
+
+
+@app.command()
+def check(
+    deploy: Annotated[
+        bool, typer.Option("--deploy", help="Also run the production deployment checks.")
+    ] = False,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes the deployment will run.", min=1)
+    ] = 1,
+) -> None:
+    """Print what is unsafe in the current settings; with --deploy exit 1 if anything is."""
+    from bastion.checks import find_problems
+
+    findings = find_problems(load_settings(), deploy=deploy, workers=workers)
+    for finding in findings:
+        typer.echo(str(finding))
+    if not findings:
+        typer.echo("no problems found")
+    elif deploy:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point: handled errors are one line on stderr, never a traceback."""
     try:

@@ -1,0 +1,175 @@
+"""`bastion check`: what is unsafe in the current settings.
+
+Plain checks apply everywhere; ``deploy=True`` adds the checks that matter for a production
+deployment (Django's ``check --deploy`` in spirit).
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.engine import make_url
+
+from bastion.settings import Settings, weak_secret_reason
+
+Severity = Literal["critical", "warning"]
+MIN_HMAC_KEY_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    code: str
+    severity: Severity
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity.upper()} {self.code}: {self.message}"
+
+
+def _secret(settings: Settings, deploy: bool) -> list[Finding]:
+    if settings.secret_key is None:
+        if deploy or settings.is_production:
+            return [
+                Finding(
+                    "secret.development",
+                    "critical",
+                    "BASTION_SECRET_KEY is not set: a generated development secret is in use",
+                )
+            ]
+        return []
+    reason = weak_secret_reason(settings.secret_key.get_secret_value())
+    if reason:
+        return [Finding("secret.weak", "critical", f"BASTION_SECRET_KEY is {reason}")]
+    return []
+
+
+def _key_file(settings: Settings) -> list[Finding]:
+    path = settings.resolved_jwt_keys_file
+    try:
+        mode = path.stat().st_mode
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError):
+        return [Finding("jwt.keys_unreadable", "critical", "the JWT key file cannot be read")]
+    found: list[Finding] = []
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        found.append(
+            Finding(
+                "jwt.keys_permissions",
+                "critical",
+                "the JWT key file is readable by other users (want mode 0600)",
+            )
+        )
+    for key in document.get("keys", []) if isinstance(document, dict) else []:
+        if isinstance(key, dict) and key.get("kty") == "oct":
+            size = len(str(key.get("k", ""))) * 6 // 8
+            if size < MIN_HMAC_KEY_BYTES:
+                found.append(
+                    Finding(
+                        "jwt.short_hmac_key",
+                        "critical",
+                        f"HS256 key {key.get('kid')} is shorter than 256 bits",
+                    )
+                )
+    return found
+
+
+def _deployment(settings: Settings, workers: int) -> list[Finding]:
+    found: list[Finding] = []
+    if not settings.is_production:
+        found.append(
+            Finding(
+                "env.not_production",
+                "critical",
+                "BASTION_ENV is not production: cookies lack Secure and the __Host- prefix, "
+                "and there is no HSTS",
+            )
+        )
+    if settings.debug:
+        found.append(Finding("debug.on", "warning", "BASTION_DEBUG is on in a deployment"))
+    if not settings.trusted_proxies:
+        found.append(
+            Finding(
+                "proxy.none_trusted",
+                "warning",
+                "no BASTION_TRUSTED_PROXIES: behind a TLS proxy every client looks like the "
+                "proxy (one shared rate limit) and requests look like plain HTTP",
+            )
+        )
+    for origin in settings.trusted_origins:
+        if origin.startswith("http://"):
+            found.append(
+                Finding(
+                    "csrf.insecure_origin",
+                    "warning",
+                    f"trusted origin {origin} is plain HTTP",
+                )
+            )
+    backend = make_url(settings.resolved_database_url).get_backend_name()
+    if backend == "sqlite" and workers > 1:
+        found.append(
+            Finding(
+                "db.sqlite_workers",
+                "critical",
+                f"SQLite with {workers} workers: use PostgreSQL for more than one process",
+            )
+        )
+    elif backend == "sqlite":
+        found.append(
+            Finding(
+                "db.sqlite",
+                "warning",
+                "SQLite in production: one process on one machine only",
+            )
+        )
+    if workers > 1:
+        for concern in ("session", "cache", "ratelimit"):
+            if settings.store_kind(concern) == "memory":
+                found.append(
+                    Finding(
+                        f"store.{concern}_memory",
+                        "critical" if concern != "cache" else "warning",
+                        f"the {concern} store is in process memory, not shared by "
+                        f"{workers} workers",
+                    )
+                )
+    if settings.registration == "open" and settings.password_min_length < 8:
+        found.append(
+            Finding(
+                "registration.weak_policy",
+                "critical",
+                "registration is open with a minimum password length under 8",
+            )
+        )
+    if settings.access_token_ttl > 3600:
+        found.append(
+            Finding(
+                "jwt.long_access_tokens",
+                "warning",
+                f"access tokens live {settings.access_token_ttl} s (more than an hour)",
+            )
+        )
+    local = ("127.0.0.1", "localhost", "[::1]")
+    if settings.redis_url.startswith("redis://") and not any(
+        h in settings.redis_url for h in local
+    ):
+        found.append(
+            Finding(
+                "redis.plaintext",
+                "warning",
+                "Redis is reached over the network without TLS (use rediss://)",
+            )
+        )
+    return found
+
+
+def find_problems(settings: Settings, *, deploy: bool = False, workers: int = 1) -> list[Finding]:
+    """Everything unsafe in ``settings``, most severe first."""
+    found = _secret(settings, deploy) + _key_file(settings)
+    if deploy:
+        found += _deployment(settings, workers)
+    return sorted(found, key=lambda f: (f.severity != "critical", f.code))
