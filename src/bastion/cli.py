@@ -83,6 +83,11 @@ def guarded(main: Callable[[], Awaitable[T]]) -> T:
     except typer.Exit:
         raise
     except Exception as error:
+        from sqlalchemy.exc import ProgrammingError
+
+        if isinstance(error, ProgrammingError):
+            # Tables missing: a PostgreSQL database that was never migrated.
+            fail("the database is not migrated; run `bastion db upgrade`")
         if os.environ.get("BASTION_DEBUG"):
             raise
         fail(f"unexpected {type(error).__name__}; set BASTION_DEBUG=1 for details")
@@ -98,7 +103,7 @@ async def prepare_database(settings: Settings) -> None:
         await upgrade(settings.resolved_database_url)
 
 
-def read_password(from_stdin: bool, settings: Settings) -> str:
+def read_password(from_stdin: bool, settings: Settings, username: str | None = None) -> str:
     """One line from stdin (without its newline), or a twice-typed prompt without echo."""
     if from_stdin:
         line = sys.stdin.readline()
@@ -118,7 +123,7 @@ def read_password(from_stdin: bool, settings: Settings) -> str:
     from bastion.policy import check_password
 
     try:
-        check_password(password, settings.password_min_length)
+        check_password(password, settings.password_min_length, username=username)
     except UserError as error:
         fail(str(error))
     return password
@@ -138,7 +143,7 @@ def users_create(
 ) -> None:
     """Create a user."""
     settings = load_settings()
-    password = read_password(password_stdin, settings)
+    password = read_password(password_stdin, settings, username=name)
 
     async def work(services: Any) -> None:
         hashed = await services.passwords.hash_async(password)

@@ -50,9 +50,6 @@ class Outcome:
     stdout: str
     stderr: str
 
-    def __str__(self) -> str:  # shown by pytest when an assertion on an outcome fails
-        return f"exit {self.code}\n--- stdout ---\n{self.stdout}--- stderr ---\n{self.stderr}"
-
 
 def assert_ok(outcome: Outcome) -> None:
     assert outcome.code == 0, outcome
@@ -76,14 +73,6 @@ def assert_usage_error(outcome: Outcome, fragment: str) -> None:
     assert fragment in outcome.stderr, outcome
 
 
-def clean_environment(data_dir: Path) -> dict[str, str]:
-    """This process's environment minus every ``BASTION_*`` variable, plus a data folder."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("BASTION_")}
-    env["BASTION_DATA_DIR"] = str(data_dir)
-    env["BASTION_ENV"] = "test"
-    return env
-
-
 class Cli:
     """Runs ``bastion`` on one data folder, as a subprocess or in this process."""
 
@@ -92,7 +81,9 @@ class Cli:
         self.data_dir = data_dir
 
     def environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        return {**clean_environment(self.data_dir), **(extra or {})}
+        # The `cli` fixture has already cleaned this process's environment; a test may add
+        # BASTION_* variables to it (monkeypatch) for both ways of running.
+        return {**os.environ, **(extra or {})}
 
     def script(
         self, *args: str, input: str | None = None, env: Mapping[str, str] | None = None
