@@ -6,10 +6,11 @@ timing profile and one brute-force budget.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal, Protocol
 
 from bastion.audit import AuditTrail
-from bastion.exceptions import AuthenticationFailed, UserError
+from bastion.exceptions import AuthenticationFailed, StoreUnavailable, UserError
 from bastion.passwords import Passwords
 from bastion.users.models import normalize_username
 from bastion.users.repository import UserRecord, UserRepository
@@ -25,6 +26,10 @@ class LoginLimiter(Protocol):
         ...
 
     async def failed(self, account: str, ip: str | None) -> None: ...
+
+    async def abandoned(self, account: str, ip: str | None) -> None:
+        """The attempt could not be judged (an outage): it must not count against anyone."""
+        ...
 
     async def succeeded(self, account: str, ip: str | None) -> None: ...
 
@@ -62,6 +67,23 @@ class Authenticator:
             account = ""
         if self.limiter is not None:
             await self.limiter.check(account, ip)
+        try:
+            return await self._judge(account, username, password, ip, user_agent, channel)
+        except StoreUnavailable:
+            if self.limiter is not None:
+                with contextlib.suppress(StoreUnavailable):
+                    await self.limiter.abandoned(account, ip)
+            raise
+
+    async def _judge(
+        self,
+        account: str,
+        username: str,
+        password: str,
+        ip: str | None,
+        user_agent: str | None,
+        channel: Channel,
+    ) -> UserRecord:
         user = await self.users.get_by_username(username) if account else None
         if user is None:
             await self.passwords.verify_unknown_user(password)
