@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bastion.cache import Cache
+from bastion.fastapi.caching import CacheScopeError, cached, get_cache
 from bastion.fastapi.dependencies import (
     CurrentUser,
     OptionalUser,
@@ -10,4 +12,15 @@ from bastion.fastapi.dependencies import (
 )
 from bastion.fastapi.install import Bastion, install
 
-__all__ = ["Bastion", "CurrentUser", "OptionalUser", "Principal", "install", "require_role"]
+__all__ = [
+    "Bastion",
+    "Cache",
+    "CacheScopeError",
+    "CurrentUser",
+    "OptionalUser",
+    "Principal",
+    "cached",
+    "get_cache",
+    "install",
+    "require_role",
+]

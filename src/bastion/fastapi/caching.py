@@ -1,0 +1,404 @@
+"""``@cached(ttl=..., scope=..., vary=[...])`` for FastAPI endpoints, on :mod:`bastion.cache`.
+
+The decorator sits between FastAPI and the endpoint function, so every dependency, the
+principal first of all, is resolved (and authentication has answered 401/403) before the
+cache is even looked at. It is checked when the module is imported:
+
+* ``scope="user"`` and ``"role"`` need a principal parameter (``CurrentUser``,
+  ``OptionalUser`` or a ``require_role(...)`` dependency); ``"public"`` refuses one, since
+  an endpoint that sees the caller must not share its answer with everyone;
+* every plain parameter (query, path, header, cookie, body) must be named in ``vary`` so it
+  becomes part of the key; dependencies may be named too when their value is JSON data;
+* ``Request``, ``WebSocket`` and ``BackgroundTasks`` parameters are refused: the first two
+  would let the endpoint read inputs the key does not cover, the last would be skipped on
+  every hit.
+
+The endpoint also sees only what the key covers: with ``scope="user"`` the principal is a
+:class:`UserView` (``user_id``, ``username``, ``roles``), with ``"role"`` a
+:class:`RoleView` (``roles``); reading anything else raises :class:`CacheScopeError`.
+
+What is stored: the endpoint's return value (JSON data, see :func:`bastion.cache.dumps`)
+with the status and headers it set on an injected ``Response``, or a returned plain
+``Response`` (status, headers, body). Never stored: non-2xx answers, anything that sets a
+cookie, ``Cache-Control: no-store``, streaming/file responses and responses with background
+tasks; those are passed through untouched and get no caching headers.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, Union
+
+from fastapi import BackgroundTasks, Request, Response
+from fastapi.params import Depends
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
+
+from bastion.cache import Cache, CacheKey, CacheScope, Computed
+from bastion.fastapi.dependencies import Principal
+from bastion.stores.base import check_ttl
+
+__all__ = ["CacheScopeError", "RoleView", "UserView", "cached", "get_cache"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+REQUEST_PARAM = "bastion_cache_request"
+RESPONSE_PARAM = "bastion_cache_response"
+VARY = "Authorization, Cookie"
+
+
+class CacheScopeError(AttributeError):
+    """A cached endpoint read something about the caller that its cache key does not cover
+    (an ``AttributeError``, so ``getattr(user, name, default)`` still works)."""
+
+
+class UserView:
+    """The caller as a ``scope="user"`` endpoint sees it: the user, not the session (every
+    session and token of the user shares the entry)."""
+
+    __slots__ = ("roles", "user_id", "username")
+
+    def __init__(self, principal: Principal) -> None:
+        self.user_id = principal.user_id
+        self.username = principal.username
+        self.roles = principal.roles
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise CacheScopeError(
+            f"a scope='user' cached endpoint may read user_id, username and roles of the "
+            f"principal, not {name!r}: its answer is shared by all of the user's sessions"
+        )
+
+    def __repr__(self) -> str:
+        return f"UserView(user_id={self.user_id!r})"
+
+
+class RoleView:
+    """The caller as a ``scope="role"`` endpoint sees it: its roles only (every user with
+    the same role set shares the entry)."""
+
+    __slots__ = ("roles",)
+
+    def __init__(self, principal: Principal) -> None:
+        self.roles = principal.roles
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise CacheScopeError(
+            f"a scope='role' cached endpoint may read only the roles of the principal, not "
+            f"{name!r}: its answer is shared by every user with the same roles"
+        )
+
+    def __repr__(self) -> str:
+        return f"RoleView(roles={sorted(self.roles)!r})"
+
+
+def get_cache(request: Request) -> Cache:
+    """The :class:`~bastion.cache.Cache` of the Bastion installed on this app."""
+    bastion = getattr(request.app.state, "bastion", None)
+    if bastion is None:
+        raise RuntimeError("@cached needs Bastion: call bastion.fastapi.install(app) first")
+    cache: Cache = bastion.services.cache
+    return cache
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What decoration learned about the endpoint's parameters."""
+
+    principal: str | None
+    response: str | None  # the endpoint's own Response parameter, if it has one
+    signature: inspect.Signature
+
+
+def cached(
+    *,
+    ttl: float,
+    scope: CacheScope,
+    vary: Sequence[str] = (),
+    name: str | None = None,
+) -> Callable[[F], F]:
+    """Cache a FastAPI endpoint's answer for ``ttl`` seconds, keyed by ``scope``.
+
+    ``scope="user"``: one entry per user (``Cache-Control: private``, ``Vary:
+    Authorization, Cookie``); ``"role"``: one per role set (same headers); ``"public"``:
+    one for everyone (``Cache-Control: public``). ``vary`` names the parameters whose
+    values become part of the key. ``name`` (default: the function's module and
+    qualified name) tells endpoints apart. Place it below the route decorator::
+
+        @app.get("/api/profile")
+        @cached(ttl=300, scope="user")
+        async def profile(user: CurrentUser) -> dict[str, Any]: ...
+
+    Anonymous callers of a user- or role-scoped endpoint (``OptionalUser`` giving None)
+    are answered uncached: there is no identity to key on.
+    """
+    if scope not in typing.get_args(CacheScope):
+        raise ValueError(f"scope must be 'user', 'role' or 'public', not {scope!r}")
+    if ttl is None or isinstance(ttl, bool):
+        raise ValueError("ttl must be a positive number of seconds")
+    check_ttl(ttl)
+    if isinstance(vary, str):
+        raise TypeError("vary is a list of parameter names, not a string")
+    vary_names = tuple(dict.fromkeys(vary))
+
+    def decorate(endpoint: F) -> F:
+        plan = _plan(endpoint, scope, vary_names)
+        key_name = name or f"{endpoint.__module__}.{endpoint.__qualname__}"
+        is_async = inspect.iscoroutinefunction(endpoint)
+
+        async def call(kwargs: dict[str, Any]) -> Any:
+            if is_async:
+                return await endpoint(**kwargs)
+            return await run_in_threadpool(endpoint, **kwargs)
+
+        @functools.wraps(endpoint)
+        async def wrapper(**kwargs: Any) -> Any:
+            request: Request = kwargs.pop(REQUEST_PARAM)
+            response: Response = (
+                kwargs[plan.response] if plan.response else kwargs.pop(RESPONSE_PARAM)
+            )
+            principal: Principal | None = None
+            if plan.principal is not None:
+                principal = kwargs[plan.principal]
+                if principal is not None and not isinstance(principal, Principal):
+                    raise TypeError(f"{key_name}: {plan.principal!r} is not a Principal")
+                if principal is not None:
+                    view = UserView(principal) if scope == "user" else RoleView(principal)
+                    kwargs[plan.principal] = view
+            if scope != "public" and principal is None:
+                return await call(kwargs)  # anonymous: nothing to key on, so no caching
+
+            key = CacheKey.build(
+                key_name,
+                scope=scope,
+                user_id=principal.user_id if principal and scope == "user" else None,
+                roles=principal.roles if principal and scope == "role" else None,
+                vary={n: kwargs[n] for n in vary_names},
+            )
+            ran: list[Any] = []
+
+            async def compute() -> Computed[dict[str, Any]]:
+                result = await call(kwargs)
+                ran.append(result)
+                return _payload(result, response)
+
+            fetched = await get_cache(request).fetch(key, compute, ttl=ttl)
+            max_age = max(0, int(ttl - fetched.age))
+            if ran:  # this request ran the endpoint: answer with what it returned
+                result = ran[0]
+                if fetched.stored:
+                    target = result.headers if isinstance(result, Response) else response.headers
+                    _caching_headers(target, scope, max_age)
+                return result
+            return _replay(fetched.value, response, scope, max_age)
+
+        wrapper.__signature__ = plan.signature  # type: ignore[attr-defined]
+        return typing.cast(F, wrapper)
+
+    return decorate
+
+
+def _plan(endpoint: Callable[..., Any], scope: CacheScope, vary: tuple[str, ...]) -> _Plan:
+    where = f"@cached on {endpoint.__qualname__}"
+    if not callable(endpoint) or inspect.isclass(endpoint):
+        raise TypeError(f"{where}: decorate a function")
+    try:
+        hints = typing.get_type_hints(endpoint, include_extras=True)
+    except NameError as exc:
+        raise TypeError(
+            f"{where}: cannot resolve its annotations ({exc}); the names they use must be "
+            "importable from the function's module (FastAPI needs them there too)"
+        ) from None
+    signature = inspect.signature(endpoint)
+    principal: str | None = None
+    own_response: str | None = None
+    plain: list[str] = []
+    params: list[inspect.Parameter] = []
+    for param in signature.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise TypeError(f"{where}: *args and **kwargs are not supported")
+        if param.name in (REQUEST_PARAM, RESPONSE_PARAM):
+            raise TypeError(f"{where}: the parameter name {param.name!r} is reserved")
+        annotation = hints.get(param.name, param.annotation)
+        params.append(param.replace(annotation=annotation))
+        base, metadata = _unwrap(annotation)
+        if _is_principal(base):
+            if principal is not None:
+                raise TypeError(f"{where}: more than one principal parameter")
+            principal = param.name
+        elif _subclass(base, Response):
+            own_response = param.name
+        elif _subclass(base, HTTPConnection) or _subclass(base, WebSocket):
+            raise TypeError(
+                f"{where}: a Request parameter could read inputs the cache key does not "
+                "cover; take them as parameters and list them in vary="
+            )
+        elif _subclass(base, BackgroundTasks):
+            raise TypeError(f"{where}: background tasks would not run on a cache hit")
+        elif not _is_dependency(param.default, metadata):
+            plain.append(param.name)
+    names = {p.name for p in params}
+    if unknown := [n for n in vary if n not in names]:
+        raise TypeError(f"{where}: vary names unknown parameters {unknown}")
+    if principal is not None and principal in vary:
+        raise TypeError(f"{where}: the principal is keyed by scope=, not by vary=")
+    if missing := [n for n in plain if n not in vary]:
+        raise TypeError(
+            f"{where}: parameters {missing} change the answer but are not in vary=; "
+            "list them so that each value gets its own entry"
+        )
+    if scope in ("user", "role") and principal is None:
+        raise TypeError(
+            f"{where}: scope={scope!r} needs a principal parameter "
+            "(CurrentUser, OptionalUser or a require_role dependency)"
+        )
+    if scope == "public" and principal is not None:
+        raise TypeError(
+            f"{where}: scope='public' would share an answer computed for one caller with "
+            f"everyone, but the endpoint receives {principal!r}; use scope='user' or "
+            "'role', or gate the route with dependencies=[Depends(current_user)]"
+        )
+    extra = [inspect.Parameter(REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request)]
+    if own_response is None:
+        extra.append(
+            inspect.Parameter(RESPONSE_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Response)
+        )
+    return_annotation = hints.get("return", signature.return_annotation)
+    return _Plan(
+        principal=principal,
+        response=own_response,
+        signature=signature.replace(
+            parameters=[*params, *extra], return_annotation=return_annotation
+        ),
+    )
+
+
+def _unwrap(annotation: Any) -> tuple[Any, tuple[Any, ...]]:
+    """The type inside ``Annotated[...]`` and its metadata."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *metadata = typing.get_args(annotation)
+        return base, tuple(metadata)
+    return annotation, ()
+
+
+def _is_principal(annotation: Any) -> bool:
+    if annotation is Principal:
+        return True
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        args = set(typing.get_args(annotation))
+        return args == {Principal, type(None)}
+    return False
+
+
+def _subclass(annotation: Any, cls: type) -> bool:
+    return inspect.isclass(annotation) and issubclass(annotation, cls)
+
+
+def _is_dependency(default: Any, metadata: tuple[Any, ...]) -> bool:
+    return isinstance(default, Depends) or any(isinstance(m, Depends) for m in metadata)
+
+
+# -- what is stored, and how it is replayed ----------------------------------------------
+
+
+def _sets_cookie(headers: MutableHeaders) -> bool:
+    return "set-cookie" in headers
+
+
+def _forbids_storing(headers: MutableHeaders) -> bool:
+    return "no-store" in headers.get("cache-control", "").lower()
+
+
+def _header_list(headers: MutableHeaders, *, skip: frozenset[str] = frozenset()) -> list[Any]:
+    return [
+        [k.decode("latin-1"), v.decode("latin-1")]
+        for k, v in headers.raw
+        if k.decode("latin-1").lower() not in skip
+    ]
+
+
+def _payload(result: Any, response: Response) -> Computed[dict[str, Any]]:
+    """What to keep of one run of the endpoint, and whether it may be kept at all.
+
+    Only what the endpoint (and its dependencies, through the shared injected Response)
+    produced is looked at and kept. Bastion's SessionMiddleware may still add Set-Cookie
+    on the way out (a new pre-session, or clearing a stale session cookie); that happens
+    outside the endpoint, is never part of an entry, and also forces ``Cache-Control:
+    no-store`` on that one response. It cannot reach another caller either: the entry
+    is keyed by the principal the request authenticated as (or is public), the cookie
+    is re-decided per request by the middleware, and an anonymous caller of a user- or
+    role-scoped route is never cached at all.
+    """
+    if isinstance(result, Response):
+        storable = (
+            200 <= result.status_code < 300
+            and not _sets_cookie(result.headers)
+            and not _sets_cookie(response.headers)
+            and not _forbids_storing(result.headers)
+            and result.background is None
+            # Plain responses only: streaming and file responses have no body to keep.
+            and type(result).__call__ is Response.__call__
+            and isinstance(getattr(result, "body", None), bytes)
+        )
+        body = {
+            "status": result.status_code,
+            "headers": _header_list(result.headers, skip=frozenset({"cache-control", "vary"})),
+            "body": result.body if storable else b"",
+        }
+        return Computed({"response": body}, store=storable)
+    status = response.status_code
+    storable = (
+        (status is None or 200 <= status < 300)
+        and not _sets_cookie(response.headers)
+        and not _forbids_storing(response.headers)
+    )
+    data = {
+        "value": result,
+        "status": status,
+        "headers": _header_list(response.headers, skip=frozenset({"cache-control", "vary"})),
+    }
+    return Computed(data, store=storable)
+
+
+def _replay(payload: dict[str, Any], response: Response, scope: CacheScope, max_age: int) -> Any:
+    """Answer a request from a stored (or concurrently computed) payload."""
+    if "response" in payload:
+        stored = payload["response"]
+        replayed = Response(content=stored["body"], status_code=stored["status"])
+        replayed.raw_headers = [
+            (k.encode("latin-1"), v.encode("latin-1")) for k, v in stored["headers"]
+        ]
+        _caching_headers(replayed.headers, scope, max_age)
+        return replayed
+    if payload["status"] is not None:
+        response.status_code = payload["status"]
+    for k, v in payload["headers"]:
+        response.headers.append(k, v)
+    _caching_headers(response.headers, scope, max_age)
+    return payload["value"]
+
+
+def _caching_headers(headers: MutableHeaders, scope: CacheScope, max_age: int) -> None:
+    if scope == "public":
+        headers["Cache-Control"] = f"public, max-age={max_age}"
+        return
+    headers["Cache-Control"] = f"private, max-age={max_age}"
+    # A private answer reused by a browser must be tied to the credentials it was made
+    # for; sent even at max-age=0 since it costs nothing.
+    headers.append("Vary", VARY)
