@@ -82,3 +82,16 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
             client.delete(key)
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis Cluster of three masters started for this run (tests/cluster.py), as a
+    ``redis+cluster://`` URL; every node is killed afterwards."""
+    from tests.cluster import cluster_tools_missing, redis_cluster
+
+    missing = cluster_tools_missing()
+    if missing:
+        backend_missing(f"cannot start a Redis Cluster: {missing}")
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.url

@@ -190,9 +190,11 @@ class SessionManager:
             ip=ip,
             user_agent=(user_agent or "")[:MAX_USER_AGENT] or None,
         )
-        await self._save(session, new=True)
+        # Index first: a crash between the writes leaves a dangling index entry (cleaned
+        # lazily), never a live session that "sign out everywhere" cannot find.
         await self.store.sadd(_index(user_id), session.key)
         await self.store.sadd("all", session.key)
+        await self._save(session, new=True)
         if policy.max_per_user:
             await self._enforce_limit(user_id, keep=session.key)
         return raw_id, session
@@ -209,10 +211,10 @@ class SessionManager:
             csrf_secret=new_csrf_secret(),
             last_seen_at=self.clock(),
         )
-        if not await self._save(renewed, new=True):
-            return None  # past its absolute end: nothing to renew
         await self.store.sadd(_index(session.user_id), renewed.key)
         await self.store.sadd("all", renewed.key)
+        if not await self._save(renewed, new=True):
+            return None  # past its absolute end: nothing to renew
         return raw_id, renewed
 
     # ---- lookup -----------------------------------------------------------------

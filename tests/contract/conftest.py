@@ -1,8 +1,9 @@
-"""Fixtures of the store contract suite: every test runs on each of the four backends.
+"""Fixtures of the store contract suite: every test runs on each of the five backends.
 
-``store`` is a fresh namespace on memory, SQLite, PostgreSQL or Redis; ``elapse`` lets time
-pass: a :class:`FakeClock` jump for memory and SQL, a real sleep for Redis (whose expiry
-runs on the server's clock).
+``store`` is a fresh namespace on memory, SQLite, PostgreSQL, Redis or a three-master Redis
+Cluster (started for the run by ``redis_cluster_url``); ``elapse`` lets time pass: a
+:class:`FakeClock` jump for memory and SQL, a real sleep for Redis (whose expiry runs on the
+server's clock).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Backend:
         pytest.param("sqlite"),
         pytest.param("postgres", marks=pytest.mark.backend("postgres")),
         pytest.param("redis", marks=pytest.mark.backend("redis")),
+        pytest.param("redis-cluster", marks=pytest.mark.backend("redis")),
     ]
 )
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
@@ -51,6 +53,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return Backend(
             name, request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
         )
+    if name == "redis-cluster":
+        # The cluster belongs to this run alone and goes away with it: any prefix will do.
+        return Backend(name, request.getfixturevalue("redis_cluster_url"), "contract")
     return Backend(name)
 
 
@@ -62,7 +67,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def elapse(backend: Backend, clock: FakeClock) -> Elapse:
     async def elapse(seconds: float) -> None:
-        if backend.name == "redis":
+        if backend.name in ("redis", "redis-cluster"):
             await asyncio.sleep(seconds)
         else:
             clock.advance(seconds)

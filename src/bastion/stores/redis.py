@@ -136,6 +136,13 @@ class RedisStore:
         """Bound the block by the timeout and turn every failure into StoreUnavailable."""
         try:
             async with asyncio.timeout(self._timeout):
+                if isinstance(self._client, RedisCluster):
+                    # Until it has the slot map, redis-py's cluster client (8.1) sends keyed
+                    # commands to a node chosen without the key; a burst of them gets MOVED
+                    # replies, resets every connection mid-command and sends some twice (an
+                    # INCR counted twice, AttributeError from a closed socket). Fetch the
+                    # map first: a no-op once it is known.
+                    await self._client.initialize()
                 yield
         except _REDIS_ERRORS as exc:
             # `from None`: redis-py messages name the host and sometimes the key.
