@@ -51,7 +51,8 @@ def main(argv: list[str]) -> int:
     ensure_environment()
     command, rest = argv[0], argv[1:]
     if command == "test":
-        args = [str(PYTHON), "-m", "pytest", *rest]
+        # One worker per core; a module's tests stay together (they share live servers).
+        args = [str(PYTHON), "-m", "pytest", "-n", "auto", "--dist", "loadscope", *rest]
     elif command == "bastion":
         args = [str(BIN / "bastion"), *rest]
     else:

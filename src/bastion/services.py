@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bastion.accounts import Accounts
 from bastion.audit import AuditTrail
 from bastion.auth import Authenticator
+from bastion.cache import Cache
 from bastion.clock import Clock, system_clock
 from bastion.db import create_engine
 from bastion.keys import KeyRing
 from bastion.passwords import Passwords
+from bastion.ratelimit import LoginThrottle
 from bastion.refresh import RefreshTokens
 from bastion.sessions import SessionManager, SessionPolicy
 from bastion.settings import Settings, StoreKind
@@ -51,6 +53,7 @@ class Services:
     audit: AuditTrail
     accounts: Accounts
     authenticator: Authenticator
+    cache: Cache
     redis: Any | None = None
     _closers: list[Any] = field(default_factory=list)
 
@@ -117,10 +120,17 @@ async def open_services(
         return memory_root.child(concern)
 
     session_store = build("session", settings.store_kind("session"))
+    ratelimit_store = build("ratelimit", settings.store_kind("ratelimit"))
     sessions = SessionManager(session_store, session_policy(settings), clock)
     users = UserRepository(engine, clock=clock, timeout=settings.store_timeout)
     passwords = passwords or Passwords()
     audit = AuditTrail(users)
+    cache = Cache(build("cache", settings.store_kind("cache")), clock=clock)
+    accounts = Accounts(
+        users, sessions, passwords, audit, password_min_length=settings.password_min_length
+    )
+    # Password change, role change, disabling and deletion drop the user's cached entries.
+    accounts.on_user_changed.append(cache.invalidate_user)
     keyring = KeyRing.load_or_create(
         settings.resolved_jwt_keys_file, settings.jwt_algorithm, clock=clock
     )
@@ -131,8 +141,8 @@ async def open_services(
         passwords=passwords,
         sessions=sessions,
         session_store=session_store,
-        cache_store=build("cache", settings.store_kind("cache")),
-        ratelimit_store=build("ratelimit", settings.store_kind("ratelimit")),
+        cache_store=cache.store,
+        ratelimit_store=ratelimit_store,
         clock=clock,
         keyring=keyring,
         access_tokens=AccessTokenCodec(
@@ -147,9 +157,10 @@ async def open_services(
             session_store, sessions, ttl=settings.refresh_token_ttl, clock=clock
         ),
         audit=audit,
-        accounts=Accounts(
-            users, sessions, passwords, audit, password_min_length=settings.password_min_length
+        accounts=accounts,
+        authenticator=Authenticator(
+            users, passwords, audit, limiter=LoginThrottle.from_settings(ratelimit_store, settings)
         ),
-        authenticator=Authenticator(users, passwords, audit),
+        cache=cache,
         redis=redis,
     )

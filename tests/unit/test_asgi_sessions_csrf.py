@@ -238,7 +238,11 @@ async def test_valid_session_cookie_loads_the_session(harness: Harness) -> None:
     assert set_cookies(response) == []
 
 
-@pytest.mark.parametrize("value", ["", "short", "x" * 43, "é", secrets.token_urlsafe(32)])
+@pytest.mark.parametrize(
+    "value",
+    ["", "short", "x" * 43, "é", secrets.token_urlsafe(32)],
+    ids=["empty", "short", "unissued-43", "non-ascii", "random-unissued"],
+)
 async def test_unknown_session_cookie_is_cleared(harness: Harness, value: str) -> None:
     response = await harness.request("GET", "/state", cookies=f"{SESSION}={value}")
     assert response.status_code == 200

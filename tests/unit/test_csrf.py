@@ -152,7 +152,11 @@ def test_token_with_non_canonical_trailing_bits_does_not_match() -> None:
     assert not token_matches(variant, SECRET)
 
 
-@pytest.mark.parametrize("bad_secret", [None, "", "short", SECRET + "A", "é" * 43, 42])
+@pytest.mark.parametrize(
+    "bad_secret",
+    [None, "", "short", SECRET + "A", "é" * 43, 42],
+    ids=["none", "empty", "short", "too-long", "non-ascii", "int"],
+)
 def test_malformed_secret_never_matches(bad_secret: Any) -> None:
     assert token_matches(mask_token(SECRET), bad_secret) is False
 

@@ -39,14 +39,24 @@ class CSRFMiddleware:
         trusted_origins: Sequence[str],
         on_error: ErrorResponder,
         exempt: Callable[[str], bool] = lambda path: False,
+        unhandled: Callable[[Scope], bool] = lambda scope: False,
     ) -> None:
         self.app = app
         self.trusted_origins = list(trusted_origins)
         self.on_error = on_error
         self.exempt = exempt
+        # Requests no endpoint would run for (the router answers 404 or 405) change nothing,
+        # so there is nothing to forge: they go on and get "405 Method Not Allowed" rather
+        # than a CSRF 403 that would misstate why they failed.
+        self.unhandled = unhandled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in SAFE_METHODS or self.exempt(scope["path"]):
+        if (
+            scope["type"] != "http"
+            or scope["method"] in SAFE_METHODS
+            or self.exempt(scope["path"])
+            or self.unhandled(scope)
+        ):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

@@ -25,6 +25,21 @@ def content_security_policy(nonce: str) -> str:
     )
 
 
+def security_headers(nonce: str, *, hsts: bool) -> dict[str, str]:
+    """The headers every response carries unless the app chose its own value."""
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "X-Frame-Options": "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Content-Security-Policy": content_security_policy(nonce),
+        "Cache-Control": "no-store",
+    }
+    if hsts:
+        headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    return headers
+
+
 class SecurityHeadersMiddleware:
     """Adds nosniff, Referrer-Policy, CSP (frame-ancestors 'none', nonce for inline
     script/style), HSTS in production, and ``Cache-Control: no-store`` wherever the app
@@ -45,16 +60,8 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "same-origin")
-                headers.setdefault("X-Frame-Options", "DENY")
-                headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-                headers.setdefault("Content-Security-Policy", content_security_policy(nonce))
-                headers.setdefault("Cache-Control", "no-store")
-                if self.hsts:
-                    headers.setdefault(
-                        "Strict-Transport-Security", "max-age=63072000; includeSubDomains"
-                    )
+                for name, value in security_headers(nonce, hsts=self.hsts).items():
+                    headers.setdefault(name, value)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

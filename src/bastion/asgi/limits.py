@@ -1,4 +1,4 @@
-"""Request body limits: 413 before a too-large body is parsed."""
+"""Request size limits: 413 before a too-large body is parsed, 431 for oversized headers."""
 
 from __future__ import annotations
 
@@ -80,3 +80,25 @@ class BodyLimitMiddleware:
     ) -> None:
         response = await self.on_error(scope, status, message)
         await response(scope, receive, send)
+
+
+class HeaderLimitMiddleware:
+    """Answers 431 when a request's headers add up to more than ``max_bytes``.
+
+    Servers differ here (uvicorn's httptools parser accepts headers of any size), so the
+    app enforces it itself, before any cookie or token is looked at.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, on_error: ErrorResponder) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) for name, value in scope["headers"])
+            if size > self.max_bytes:
+                response = await self.on_error(scope, 431, "request headers too large")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

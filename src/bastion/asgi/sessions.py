@@ -131,12 +131,16 @@ class SessionMiddleware:
         signer: Signer,
         policy: CookiePolicy,
         on_error: ErrorResponder,
+        skip: Callable[[str], bool] = lambda path: False,
     ) -> None:
         self.app = app
         self.manager = manager
         self.signer = signer
         self.policy = policy
         self.on_error = on_error
+        # Paths answered without reading the session (health probes): a session-store
+        # outage must not hide behind the 503 of a cookie the probe does not even use.
+        self.skip = skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -144,6 +148,9 @@ class SessionMiddleware:
             return
         state = SessionState(_policy=self.policy, _signer=self.signer)
         scope[STATE_KEY] = state
+        if self.skip(scope["path"]):
+            await self.app(scope, receive, send)
+            return
         cookies = parse_cookie_header(scope)
         session_values = cookies.get(self.policy.session_name, [])
         if len(session_values) > 1:

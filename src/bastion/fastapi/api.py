@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from bastion.devices import describe
 from bastion.exceptions import AuthenticationFailed, RateLimited, TokenError
@@ -16,7 +17,43 @@ from bastion.refresh import RefreshTokenReused
 from bastion.sessions import Session
 
 log = logging.getLogger("bastion.security")
-router = APIRouter(prefix="/api", tags=["api"])
+
+
+class ErrorDetail(BaseModel):
+    """Bastion's JSON error body (middleware refusals, 401, 403, 404, 503)."""
+
+    detail: str
+
+
+class OAuthError(BaseModel):
+    """An RFC 6749 section 5.2 error body."""
+
+    error: str
+    error_description: str
+
+
+# What any /api route may answer besides its own results, so the OpenAPI document tells
+# the truth (the schemathesis run in tests/fuzz checks every answer against it).
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorDetail, "description": "Malformed request (cookie, Content-Length)"},
+    413: {"model": ErrorDetail, "description": "Request body too large"},
+    503: {
+        "model": ErrorDetail,
+        "description": "A store is unavailable",
+        "headers": {"Retry-After": {"schema": {"type": "string"}}},
+    },
+}
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorDetail,
+        "description": "Missing, invalid or expired credentials",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
+}
+FORM_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": OAuthError | ErrorDetail, "description": "RFC 6749 error, or unreadable"},
+}
+router = APIRouter(prefix="/api", tags=["api"], responses=COMMON_RESPONSES)
 BastionDep = Annotated[Bastion, Depends(get_bastion)]
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 MAX_FIELD = 4096
@@ -52,7 +89,14 @@ def _client_ip(request: Request) -> str | None:
 @router.post(
     "/token",
     summary="OAuth 2.0 token endpoint (password and refresh_token grants)",
-    responses={400: {"description": "RFC 6749 error"}, 429: {"description": "throttled"}},
+    responses={
+        **FORM_ERRORS,
+        429: {
+            "model": OAuthError,
+            "description": "Throttled",
+            "headers": {"Retry-After": {"schema": {"type": "string"}}},
+        },
+    },
 )
 async def token(
     request: Request,
@@ -138,7 +182,12 @@ async def _refresh_grant(request: Request, bastion: Bastion, token: str) -> JSON
     return token_response(access, claims.exp - claims.iat, rotation.token)
 
 
-@router.post("/token/revoke", summary="RFC 7009 token revocation")
+@router.post(
+    "/token/revoke",
+    summary="RFC 7009 token revocation",
+    response_class=Response,
+    responses={200: {"description": "Revoked, or unknown"}, **FORM_ERRORS},
+)
 async def revoke(
     request: Request,
     bastion: BastionDep,
@@ -150,6 +199,7 @@ async def revoke(
         return oauth_error("invalid_request", "token is required")
     session = await bastion.services.refresh_tokens.revoke(token)
     if session is not None:
+        await bastion.services.cache.invalidate_user(session.user_id)
         await bastion.audit.record(
             "session.revoked",
             user_id=session.user_id,
@@ -161,7 +211,7 @@ async def revoke(
     return Response(status_code=200, headers=NO_STORE)
 
 
-@router.get("/me", summary="Who am I")
+@router.get("/me", summary="Who am I", responses=AUTH_RESPONSES)
 async def me(user: CurrentUser) -> dict[str, Any]:
     return {
         "username": user.username,
@@ -187,13 +237,22 @@ def session_view(session: Session, current: Session) -> dict[str, Any]:
     }
 
 
-@router.get("/sessions", summary="My active sessions")
+@router.get("/sessions", summary="My active sessions", responses=AUTH_RESPONSES)
 async def my_sessions(user: CurrentUser, bastion: BastionDep) -> list[dict[str, Any]]:
     sessions = await bastion.services.sessions.list_for_user(user.user_id)
     return [session_view(s, user.session) for s in sessions]
 
 
-@router.delete("/sessions/{session_id}", status_code=204, summary="End one of my sessions")
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=204,
+    summary="End one of my sessions",
+    responses={
+        **AUTH_RESPONSES,
+        403: {"model": ErrorDetail, "description": "CSRF check failed (cookie authentication)"},
+        404: {"model": ErrorDetail, "description": "No such session"},
+    },
+)
 async def end_my_session(
     session_id: str, request: Request, user: CurrentUser, bastion: BastionDep
 ) -> Response:

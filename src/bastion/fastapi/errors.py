@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import Scope
 
-from bastion.asgi.headers import CSP_NONCE_KEY
+from bastion.asgi.headers import CSP_NONCE_KEY, security_headers
 from bastion.exceptions import RateLimited, StoreUnavailable
 from bastion.fastapi.dependencies import LoginRequired
 from bastion.redirects import login_url
@@ -31,6 +31,7 @@ TITLES = {
     413: "Request too large",
     422: "Invalid request",
     429: "Too many attempts",
+    431: "Request headers too large",
     500: "Something went wrong",
     503: "Temporarily unavailable",
 }
@@ -80,7 +81,11 @@ def register_error_handlers(app: FastAPI, renderer: ErrorRenderer) -> None:
         assert isinstance(exc, RequestValidationError)
         # Name the fields, never echo their values back: they may be passwords.
         problems = [
-            {"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+            {
+                "loc": [str(p) for p in err.get("loc", ())],
+                "msg": str(err.get("msg", "")),
+                "type": str(err.get("type", "")),
+            }
             for err in exc.errors()
         ]
         if wants_json(request.scope):
@@ -104,9 +109,17 @@ def register_error_handlers(app: FastAPI, renderer: ErrorRenderer) -> None:
     async def crashed(request: Request, exc: Exception) -> Response:
         error_id = secrets.token_hex(6)
         log.error("unhandled error %s on %s", error_id, request.url.path, exc_info=exc)
-        return renderer.for_scope(
+        response = renderer.for_scope(
             request.scope, 500, f"An unexpected error occurred (error id {error_id})."
         )
+        # This answer comes from Starlette's outermost middleware, past Bastion's own: it
+        # adds the security headers itself.
+        bastion = getattr(request.app.state, "bastion", None)
+        hsts = bool(bastion is not None and bastion.settings.is_production)
+        nonce = request.scope.get(CSP_NONCE_KEY) or secrets.token_urlsafe(16)
+        for name, value in security_headers(nonce, hsts=hsts).items():
+            response.headers.setdefault(name, value)
+        return response
 
     async def login_required(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)

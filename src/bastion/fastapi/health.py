@@ -35,12 +35,19 @@ async def readyz(request: Request) -> JSONResponse:
         return "up"
 
     checks = {"database": services.users.ping}
-    if services.redis is not None:
-        checks["redis"] = (
-            services.session_store.ping
-            if services.settings.store_kind("session") == "redis"
-            else services.cache_store.ping
+    # Redis is probed through a store that lives there (any one: they share the client),
+    # so rate limits alone in Redis are checked too, and an unused Redis URL is not.
+    on_redis = [
+        store
+        for concern, store in (
+            ("session", services.session_store),
+            ("ratelimit", services.ratelimit_store),
+            ("cache", services.cache_store),
         )
+        if services.settings.store_kind(concern) == "redis"
+    ]
+    if on_redis:
+        checks["redis"] = on_redis[0].ping
     results = await asyncio.gather(*(probe(check) for check in checks.values()))
     state = dict(zip(checks, results, strict=True))
     ok = all(value == "up" for value in state.values())

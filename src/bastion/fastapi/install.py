@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import Match
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Scope
 
 from bastion.accounts import Accounts
 from bastion.asgi.csrf import CSRFMiddleware
 from bastion.asgi.headers import SecurityHeadersMiddleware
-from bastion.asgi.limits import BodyLimitMiddleware
+from bastion.asgi.limits import BodyLimitMiddleware, HeaderLimitMiddleware
 from bastion.asgi.proxy import ProxyHeadersMiddleware
 from bastion.asgi.sessions import CookiePolicy, SessionMiddleware
 from bastion.audit import AuditTrail
@@ -38,6 +39,12 @@ AUTH_PREFIXES = ("/login", "/logout", "/register", "/account", "/admin", "/api/"
 # The token endpoints are not cookie-authenticated, so CSRF does not apply (RFC 6749 clients
 # and Swagger UI post there without a session).
 CSRF_EXEMPT = frozenset({"/api/token", "/api/token/revoke"})
+# Request headers above this total (names and values) get 431; browsers and proxies stay
+# far below it (nginx's default allows about 32 KiB).
+MAX_HEADER_BYTES = 64 * 1024
+# Probes answer without loading the session, so a browser's cookie cannot turn /healthz
+# into a 503 or hide /readyz's report behind "session store unavailable".
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 class Bastion:
@@ -118,6 +125,16 @@ def _prefixed(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
     return lambda path: path.startswith(prefixes)
 
 
+def _unhandled(app: FastAPI) -> Callable[[Scope], bool]:
+    """Whether no route of ``app`` would run an endpoint for this request: the router will
+    answer 404, or 405 for a method the route does not support (contract: never a 403)."""
+
+    def check(scope: Scope) -> bool:
+        return all(route.matches(scope)[0] != Match.FULL for route in app.router.routes)
+
+    return check
+
+
 def install(
     app: FastAPI,
     settings: Settings | None = None,
@@ -143,6 +160,7 @@ def install(
         trusted_origins=settings.trusted_origins,
         on_error=on_error,
         exempt=lambda path: path in CSRF_EXEMPT,
+        unhandled=_unhandled(app),
     )
     app.add_middleware(
         SessionMiddleware,
@@ -150,6 +168,7 @@ def install(
         signer=bastion.presession_signer,
         policy=bastion.cookies,
         on_error=on_error,
+        skip=lambda path: path in PROBE_PATHS,
     )
     app.add_middleware(
         BodyLimitMiddleware,
@@ -160,6 +179,7 @@ def install(
     app.add_middleware(
         ProxyHeadersMiddleware, trusted=settings.trusted_proxies, header=settings.proxy_header
     )
+    app.add_middleware(HeaderLimitMiddleware, max_bytes=MAX_HEADER_BYTES, on_error=on_error)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.is_production)
 
     register_error_handlers(app, bastion.errors)

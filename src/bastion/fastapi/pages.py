@@ -106,6 +106,7 @@ async def logout(request: Request, bastion: BastionDep) -> RedirectResponse:
     session = state.session
     if session is not None:
         await bastion.services.sessions.end(session.key)
+        await bastion.services.cache.invalidate_user(session.user_id)
         await bastion.audit.record(
             "logout",
             user_id=session.user_id,
