@@ -130,7 +130,7 @@ def login_script(workdir: Path, base: str) -> Path:
         page = client.get("/login")
         token = CSRF.search(page.text).group(1)  # type: ignore[union-attr]
         cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
-    body = f"username=bench&password={PASSWORD.replace(' ', '+')}&csrf_token={token}"
+    body = f"username=speedy&password={PASSWORD.replace(' ', '+')}&csrf_token={token}"
     script = workdir / "login.lua"
     script.write_text(
         textwrap.dedent(
@@ -163,7 +163,7 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     try:
         subprocess.run(
-            [str(BIN), "users", "create", "bench", "--password-stdin"],
+            [str(BIN), "users", "create", "speedy", "--password-stdin"],
             input=PASSWORD + "\n",
             env=env,
             text=True,
@@ -174,11 +174,11 @@ def main() -> int:
             token = CSRF.search(client.get("/login").text).group(1)  # type: ignore[union-attr]
             client.post(
                 "/login",
-                data={"username": "bench", "password": PASSWORD, "csrf_token": token},
+                data={"username": "speedy", "password": PASSWORD, "csrf_token": token},
                 headers={"Origin": base},
             )
             cookie = f"bastion_session={client.cookies['bastion_session']}"
-            grant = {"grant_type": "password", "username": "bench", "password": PASSWORD}
+            grant = {"grant_type": "password", "username": "speedy", "password": PASSWORD}
             access = client.post("/api/token", data=grant).json()["access_token"]
             client.get("/api/profile", headers={"Authorization": f"Bearer {access}"})
 

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -43,6 +44,8 @@ _REGISTERED_CLAIMS: Final = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat",
 _REQUIRED_CLAIMS: Final = ["exp", "iat", "sub", "sid", "jti", "iss", "aud"]
 # Far above any token we issue (~1 KiB with RS256), far below anything that costs real work.
 MAX_TOKEN_LENGTH: Final = 8192
+# Tokens whose signature was verified, newest last; a client reuses its token for minutes.
+VERIFIED_CACHE_SIZE: Final = 4096
 MAX_LEEWAY: Final = 60
 # One compact-form part: base64url alphabet only, so no padding, whitespace or non-ASCII.
 _PART: Final = re.compile(r"[A-Za-z0-9_-]+")
@@ -89,6 +92,7 @@ class AccessTokenCodec:
         self.ttl = int(ttl)
         self.leeway = int(leeway)
         self._clock = clock
+        self._verified: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
 
     def __repr__(self) -> str:
         return (
@@ -165,6 +169,13 @@ class AccessTokenCodec:
             raise TokenError("malformed token")
         header = _strict_header(token)
         key = self._key_for(header)
+        # The header and key checks above run every time (so a pruned key refuses its tokens
+        # at once); the signature and iss/aud checks are deterministic for these exact bytes,
+        # so a token seen before skips them. Times are always checked again below.
+        cached = self._verified.get(token)
+        if cached is not None and cached[0] == key.kid:
+            self._verified.move_to_end(token)
+            return self._checked_claims(cached[1])
         payload = jwt.decode(
             token,
             key.verification_key,
@@ -181,7 +192,11 @@ class AccessTokenCodec:
                 "verify_nbf": False,
             },
         )
-        return self._checked_claims(payload)
+        claims = self._checked_claims(payload)
+        self._verified[token] = (key.kid, payload)
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return claims
 
     def _key_for(self, header: dict[str, Any]) -> Key:
         kid, alg = header.get("kid"), header.get("alg")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
 
@@ -312,3 +313,29 @@ async def test_removing_a_role_ends_the_users_sessions(site: Site) -> None:
         assert (await bob.get("/admin/users")).status_code == 303  # signed out
         await login(bob, "bob")
         assert (await bob.get("/admin/users")).status_code == 403
+
+
+async def test_every_form_route_refuses_a_post_without_the_csrf_token(
+    site_factory: Any, make_settings: Any
+) -> None:
+    site = await site_factory(make_settings(registration="open"))
+    await site.create_user("root", roles=("admin",))
+    other = await site.create_user("alice")
+    async with site.client() as client:
+        await login(client, "root")
+        sid = (await client.get("/api/me")).json()["session_id"]
+        routes = [
+            "/logout",
+            "/login",
+            "/register",
+            "/account/password",
+            "/account/sessions/revoke-others",
+            f"/account/sessions/{sid}/revoke",
+            f"/admin/users/{other}/active",
+            f"/admin/users/{other}/roles",
+            f"/admin/sessions/{sid}/revoke",
+        ]
+        for path in routes:
+            response = await client.post(path, data={"x": "1"}, headers=ORIGIN)
+            assert response.status_code == 403, path
+        assert (await client.get("/dashboard")).status_code == 200
