@@ -8,9 +8,7 @@ sleeps (settings are chosen so that those sleeps stay short).
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +16,11 @@ import pytest
 import pytest_asyncio
 
 from bastion.clock import FakeClock
-from bastion.db import create_engine
 from bastion.exceptions import RateLimited, StoreUnavailable
 from bastion.ratelimit import LoginThrottle, address_bucket, backoff_seconds
 from bastion.settings import Settings
-from bastion.stores import MemoryStore, RedisStore, SQLStore, Store, create_redis_client
-from bastion.stores.sql import create_store_tables
+from bastion.stores import MemoryStore, RedisStore, Store, create_redis_client
+from tests.backends import Backend, backend_param, open_store, resolve_backend
 
 Elapse = Callable[[float], Awaitable[None]]
 IP = "203.0.113.7"
@@ -31,32 +28,9 @@ NO_IP_LIMIT = (10_000, 3600)
 SQL_TIMEOUT = 15.0
 
 
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    url: str = ""
-    redis_prefix: str = ""
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("memory"),
-        pytest.param("sqlite"),
-        pytest.param("postgres", marks=pytest.mark.backend("postgres")),
-        pytest.param("redis", marks=pytest.mark.backend("redis")),
-    ]
-)
+@pytest.fixture(params=[backend_param(n) for n in ("memory", "sqlite", "postgres", "redis")])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    name: str = request.param
-    if name == "sqlite":
-        return Backend(name, f"sqlite+aiosqlite:///{tmp_path / 'ratelimit.db'}")
-    if name == "postgres":
-        return Backend(name, request.getfixturevalue("postgres_url"))
-    if name == "redis":
-        return Backend(
-            name, request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-        )
-    return Backend(name)
+    return resolve_backend(request, tmp_path)
 
 
 @pytest.fixture
@@ -67,7 +41,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def elapse(backend: Backend, clock: FakeClock) -> Elapse:
     async def elapse(seconds: float) -> None:
-        if backend.name == "redis":
+        if backend.real_time:
             await asyncio.sleep(seconds + 0.05)
         else:
             clock.advance(seconds)
@@ -77,30 +51,12 @@ def elapse(backend: Backend, clock: FakeClock) -> Elapse:
 
 @pytest_asyncio.fixture
 async def store(backend: Backend, clock: FakeClock) -> AsyncIterator[Store]:
-    """A fresh namespace on the backend, so tests sharing a server never collide."""
-    namespace = f"t{secrets.token_hex(6)}"
-    if backend.name == "memory":
-        yield MemoryStore(namespace="ratelimit", clock=clock).child(namespace)
-    elif backend.name in ("sqlite", "postgres"):
-        # A generous timeout: the concurrency tests queue 50 attempts on a small pool, and
-        # they are about atomicity, not about how fast a busy CI machine answers.
-        engine = create_engine(backend.url, timeout=SQL_TIMEOUT)
-        await create_store_tables(engine)
-        root = SQLStore(
-            engine,
-            namespace="ratelimit",
-            clock=clock,
-            component="rate-limit store",
-            timeout=SQL_TIMEOUT,
-            owns_engine=True,
-        )
-        yield root.child(namespace)
-        await root.aclose()
-    else:
-        client = create_redis_client(backend.url)
-        root_redis = RedisStore(client, namespace=backend.redis_prefix, owns_client=True)
-        yield root_redis.child(namespace)
-        await root_redis.aclose()
+    # A generous SQL timeout: the concurrency tests queue 50 attempts on a small pool, and
+    # they are about atomicity, not about how fast a busy CI machine answers.
+    async with open_store(
+        backend, clock, "ratelimit", component="rate-limit store", sql_timeout=SQL_TIMEOUT
+    ) as opened:
+        yield opened
 
 
 def throttle(store: Store, **options: Any) -> LoginThrottle:
