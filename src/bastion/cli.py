@@ -188,12 +188,8 @@ def users_set_password(
 
     async def work(services: Any) -> None:
         user = await _require_user(services, name)
-        hashed = await services.passwords.hash_async(password)
-        await services.users.set_password_hash(user.id, hashed)
-        ended = await services.sessions.end_all_for_user(user.id)
-        await services.users.add_audit(
-            "password.changed", user_id=user.id, detail={"by": "cli", "sessions_ended": len(ended)}
-        )
+        # The same path as the web: sessions, their tokens and cached entries all end.
+        ended = await services.accounts.change_password(user.id, password, check_policy=False)
         typer.echo(f"password set for {user.username}; {len(ended)} session(s) ended")
 
     run(work)
@@ -202,10 +198,7 @@ def users_set_password(
 def _set_active(name: str, active: bool) -> None:
     async def work(services: Any) -> None:
         user = await _require_user(services, name)
-        await services.users.set_active(user.id, active)
-        ended = [] if active else await services.sessions.end_all_for_user(user.id)
-        event = "user.enabled" if active else "user.disabled"
-        await services.users.add_audit(event, user_id=user.id, detail={"by": "cli"})
+        ended = await services.accounts.set_active(user.id, active)
         word = "enabled" if active else f"disabled; {len(ended)} session(s) ended"
         typer.echo(f"{user.username} {word}")
 
@@ -240,9 +233,7 @@ def users_delete(
 
     async def work(services: Any) -> None:
         user = await _require_user(services, name)
-        await services.sessions.end_all_for_user(user.id)
-        await services.users.delete_user(user.id)
-        await services.users.add_audit("user.deleted", username=user.username)
+        await services.accounts.delete(user.id)
         typer.echo(f"deleted user {user.username}")
 
     run(work)
