@@ -6,7 +6,7 @@ such as ``bastion users disable`` ends sessions exactly the way the web app woul
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -55,7 +55,6 @@ class Services:
     authenticator: Authenticator
     cache: Cache
     redis: Any | None = None
-    _closers: list[Any] = field(default_factory=list)
 
     async def aclose(self) -> None:
         for store in (self.session_store, self.cache_store, self.ratelimit_store):
