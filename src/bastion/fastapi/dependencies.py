@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from bastion.fastapi.install import Bastion
 
 
-TOKEN_URL = "/api/token"
+TOKEN_URL = "/api/token"  # noqa: S105 - a URL, not a secret
 
 
 @dataclass(frozen=True, slots=True)
