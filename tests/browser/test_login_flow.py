@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        backend_missing("Debian's chromium is not installed (tests/browser/install-chromium)")
+        backend_missing("Debian's chromium is not installed (.ci/install-packages installs it)")
     assert path is not None
     return path
 
