@@ -58,15 +58,13 @@ class CacheScopeError(AttributeError):
     (an ``AttributeError``, so ``getattr(user, name, default)`` still works)."""
 
 
-class UserView:
-    """The caller as a ``scope="user"`` endpoint sees it: the user, not the session (every
-    session and token of the user shares the entry)."""
+class _ScopedView:
+    """What a cached endpoint may read of its caller: exactly what its cache key covers."""
 
-    __slots__ = ("roles", "user_id", "username")
+    __slots__ = ("roles",)
+    _refusal = ""
 
     def __init__(self, principal: Principal) -> None:
-        self.user_id = principal.user_id
-        self.username = principal.username
         self.roles = principal.roles
 
     def has_role(self, role: str) -> bool:
@@ -75,34 +73,37 @@ class UserView:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        raise CacheScopeError(
-            f"a scope='user' cached endpoint may read user_id, username and roles of the "
-            f"principal, not {name!r}: its answer is shared by all of the user's sessions"
-        )
+        raise CacheScopeError(self._refusal.format(name=repr(name)))
+
+
+class UserView(_ScopedView):
+    """The caller as a ``scope="user"`` endpoint sees it: the user, not the session (every
+    session and token of the user shares the entry)."""
+
+    __slots__ = ("user_id", "username")
+    _refusal = (
+        "a scope='user' cached endpoint may read user_id, username and roles of the "
+        "principal, not {name}: its answer is shared by all of the user's sessions"
+    )
+
+    def __init__(self, principal: Principal) -> None:
+        super().__init__(principal)
+        self.user_id = principal.user_id
+        self.username = principal.username
 
     def __repr__(self) -> str:
         return f"UserView(user_id={self.user_id!r})"
 
 
-class RoleView:
+class RoleView(_ScopedView):
     """The caller as a ``scope="role"`` endpoint sees it: its roles only (every user with
     the same role set shares the entry)."""
 
-    __slots__ = ("roles",)
-
-    def __init__(self, principal: Principal) -> None:
-        self.roles = principal.roles
-
-    def has_role(self, role: str) -> bool:
-        return role in self.roles
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise CacheScopeError(
-            f"a scope='role' cached endpoint may read only the roles of the principal, not "
-            f"{name!r}: its answer is shared by every user with the same roles"
-        )
+    __slots__ = ()
+    _refusal = (
+        "a scope='role' cached endpoint may read only the roles of the principal, not "
+        "{name}: its answer is shared by every user with the same roles"
+    )
 
     def __repr__(self) -> str:
         return f"RoleView(roles={sorted(self.roles)!r})"
