@@ -1,0 +1,21 @@
+"""The README's example: Bastion in your own FastAPI app (run by tests/unit/test_examples.py).
+
+BASTION_DATA_DIR=.bastion uvicorn docs.examples.hello_app:app
+"""
+
+from fastapi import Depends, FastAPI
+
+from bastion.fastapi import CurrentUser, install, require_role
+
+app = FastAPI()
+install(app)  # settings from BASTION_* environment variables
+
+
+@app.get("/hello")
+async def hello(user: CurrentUser) -> dict[str, str]:
+    return {"hello": user.username}
+
+
+@app.get("/reports", dependencies=[Depends(require_role("staff"))])
+async def reports() -> dict[str, list[str]]:
+    return {"reports": []}
