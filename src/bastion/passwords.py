@@ -17,7 +17,7 @@ Design choices, in short (docs/passwords.md has the long form):
   hash with the current parameters. Every failure path that skipped the real work (garbage
   hash, over-long password, a verifier error) does that dummy work too.
 * **Never on the event loop.** The ``*_async`` methods run in worker threads behind a
-  ``CapacityLimiter`` (one per event loop, default: usable CPUs), so a login flood queues.
+  ``CapacityLimiter`` (one per event loop, default: usable CPUs less one), so a login flood queues.
 
 Comparisons of secret material happen inside argon2/bcrypt's C code, in constant time.
 """
@@ -230,7 +230,7 @@ class Passwords:
     them if your hardware allows (docs/passwords.md has timings). ``legacy_schemes`` are
     verify-only formats, bcrypt by default; pass ``()`` to accept Argon2 only.
     ``max_concurrency`` bounds the worker threads the ``*_async`` methods use per event
-    loop (default: usable CPUs); share one instance per process so that bound holds.
+    loop (default: usable CPUs less one, at least 1); share one instance per process.
 
     The sync methods do CPU-heavy work (tens of milliseconds): call them from threads or
     scripts, and the ``*_async`` ones from async code.
@@ -251,7 +251,9 @@ class Passwords:
         if parallelism > memory_cost // 8:
             raise ValueError("Argon2 needs memory_cost >= 8 * parallelism")
         if max_concurrency is None:
-            max_concurrency = _usable_cpus()
+            # Leave a core to the event loop: with every core hashing, a burst of sign-ins
+            # stalls every other request (bench/run.py: bare p99 x5 -> x2 on 2 cores).
+            max_concurrency = max(1, _usable_cpus() - 1)
         _check_int("max_concurrency", max_concurrency, 1)
         self._argon2 = _Argon2Scheme(memory_cost, time_cost, parallelism)
         self._legacy: tuple[HashScheme, ...] = (
