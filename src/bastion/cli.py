@@ -58,12 +58,12 @@ def load_settings() -> Settings:
 
 def run(work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
     """Open the services, run ``work(services)``, close them; errors become one line."""
-    from bastion.services import open_services
+    from bastion.services import migrate_embedded, open_services
 
     settings = load_settings()
 
     async def main() -> T:
-        await prepare_database(settings)
+        await migrate_embedded(settings)
         services = await open_services(settings)
         try:
             return await work(services)
@@ -91,16 +91,6 @@ def guarded(main: Callable[[], Awaitable[T]]) -> T:
         if os.environ.get("BASTION_DEBUG"):
             raise
         fail(f"unexpected {type(error).__name__}; set BASTION_DEBUG=1 for details")
-
-
-async def prepare_database(settings: Settings) -> None:
-    """Migrate the embedded SQLite database automatically; other databases use `db upgrade`."""
-    from bastion.migrate import upgrade
-    from bastion.services import is_embedded
-
-    if is_embedded(settings):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await upgrade(settings.resolved_database_url)
 
 
 def read_password(from_stdin: bool, settings: Settings, username: str | None = None) -> str:
@@ -441,7 +431,11 @@ def serve(
 ) -> None:
     """Run the reference app (or any Bastion app) under uvicorn."""
     settings = load_settings()
-    guarded(lambda: prepare_database(settings))
+    from bastion.services import migrate_embedded
+
+    # Before uvicorn starts its workers: a problem is one line here, and the workers'
+    # own start-up migrations find nothing left to do.
+    guarded(lambda: migrate_embedded(settings))
     _serve(host, port, workers, app_path, reload)
 
 

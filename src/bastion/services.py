@@ -80,6 +80,16 @@ def is_embedded(settings: Settings) -> bool:
     return make_url(settings.resolved_database_url).get_backend_name() == "sqlite"
 
 
+async def migrate_embedded(settings: Settings) -> None:
+    """Migrate the embedded SQLite database (``serve`` and ``demo`` do this on start); any
+    other database is migrated explicitly with ``bastion db upgrade``."""
+    if is_embedded(settings):
+        from bastion.migrate import upgrade
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await upgrade(settings.resolved_database_url)
+
+
 async def open_services(
     settings: Settings,
     *,

@@ -36,10 +36,12 @@ def _redis_answers(port: int) -> bool:
 
 
 class RedisServer:
-    """A ``redis-server`` of the test's own; :meth:`close` always kills it."""
+    """A ``redis-server`` of the test's own; :meth:`close` always kills it. ``persistent``:
+    keep an append-only file, so a restart finds the data again."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, persistent: bool = True) -> None:
         self.folder = folder
+        self.persistent = persistent
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._log = folder / "redis.log"
@@ -60,9 +62,9 @@ class RedisServer:
             "--save",
             "",
             "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",  # a SIGKILL must not lose the sessions written just before it
+            "yes" if self.persistent else "no",
+            # A SIGKILL must not lose the sessions written just before it.
+            *(["--appendfsync", "always"] if self.persistent else []),
             "--dir",
             str(self.folder),
             "--logfile",
@@ -100,12 +102,12 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server(folder: Path) -> Iterator[RedisServer]:
+def redis_server(folder: Path, *, persistent: bool = True) -> Iterator[RedisServer]:
     """A running private redis-server, killed on exit whatever happened."""
     if shutil.which("redis-server") is None:
         raise FileNotFoundError("redis-server")
     folder.mkdir(parents=True, exist_ok=True)
-    server = RedisServer(folder)
+    server = RedisServer(folder, persistent=persistent)
     try:
         server.start()
         yield server

@@ -8,11 +8,6 @@ mid-test: SIGKILL for a crash (connections refused), SIGSTOP for a server that h
 from __future__ import annotations
 
 import logging
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,97 +24,31 @@ from bastion.stores import RedisStore, create_redis_client
 from bastion.webapp.app import create_app
 from tests.conftest import backend_missing
 from tests.e2e.conftest import PASSWORD, Site
-from tests.live import free_port
+from tests.faults.servers import RedisServer, redis_server
 
 STORE_TIMEOUT = 0.5
-START_TIMEOUT = 10.0
 
 
-class OwnRedis:
-    """``redis-server --port <free port> --save '' --appendonly no``, ours alone."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        assert self.process is None
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-                "--logfile",
-                str(self.folder / "redis.log"),
-            ],
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._answers():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def pause(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-    def key_count(self) -> int:
-        client = redis.Redis(port=self.port)
-        try:
-            return int(client.dbsize())
-        finally:
-            client.close()
+def key_count(server: RedisServer) -> int:
+    client = redis.Redis(port=server.port)
+    try:
+        return int(client.dbsize())
+    finally:
+        client.close()
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    if shutil.which("redis-server") is None:
-        backend_missing("redis-server is not installed")
-    server = OwnRedis(tmp_path)
-    server.start()
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """``redis-server --save '' --appendonly no`` on a free port, ours alone."""
     try:
-        yield server
-    finally:
-        server.kill()
+        with redis_server(tmp_path / "redis", persistent=False) as server:
+            yield server
+    except FileNotFoundError:
+        backend_missing("redis-server is not installed")
 
 
 @pytest_asyncio.fixture
-async def site(own_redis: OwnRedis, tmp_path: Path) -> AsyncIterator[Site]:
+async def site(own_redis: RedisServer, tmp_path: Path) -> AsyncIterator[Site]:
     """The reference app with its cache (only) on the private Redis."""
     settings = Settings(
         env="test",
@@ -146,7 +75,7 @@ def clock() -> FakeClock:
 
 
 @pytest_asyncio.fixture
-async def cache(own_redis: OwnRedis, clock: FakeClock) -> AsyncIterator[Cache]:
+async def cache(own_redis: RedisServer, clock: FakeClock) -> AsyncIterator[Cache]:
     """A Cache straight on the private Redis, with a clock the test moves."""
     store = RedisStore(
         create_redis_client(own_redis.url, timeout=STORE_TIMEOUT),
@@ -175,7 +104,7 @@ def cache_log(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 async def test_killed_redis_leaves_the_profile_route_working_uncached(
-    site: Site, own_redis: OwnRedis, caplog: pytest.LogCaptureFixture
+    site: Site, own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bastion.cache")
     await site.create_user("alice")
@@ -193,7 +122,7 @@ async def test_killed_redis_leaves_the_profile_route_working_uncached(
 
         cached = [(await profile()).json() for _ in range(2)]
         assert cached[0] == cached[1]  # cached...
-        assert own_redis.key_count() > 0  # ...in the private Redis
+        assert key_count(own_redis) > 0  # ...in the private Redis
 
         own_redis.kill()
         answers = [await profile() for _ in range(4)]
@@ -206,7 +135,7 @@ async def test_killed_redis_leaves_the_profile_route_working_uncached(
 
 
 async def test_hung_redis_loses_no_invalidation(
-    cache: Cache, own_redis: OwnRedis, clock: FakeClock
+    cache: Cache, own_redis: RedisServer, clock: FakeClock
 ) -> None:
     calls = Calls()
     assert await cache.get_or_set("profile", calls, ttl=60, scope="user", user_id=1) == 1
@@ -220,7 +149,7 @@ async def test_hung_redis_loses_no_invalidation(
 
 
 async def test_restarted_redis_resumes_caching_and_says_so_once(
-    cache: Cache, own_redis: OwnRedis, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    cache: Cache, own_redis: RedisServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="bastion.cache")
     calls = Calls()

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
 
 from bastion.asgi.sessions import session_state
 from bastion.devices import describe
 from bastion.exceptions import UserError
 from bastion.fastapi.api import end_own_session
-from bastion.fastapi.dependencies import PageUser, get_bastion
-from bastion.fastapi.install import Bastion
+from bastion.fastapi.dependencies import PageUser, client_ip
+from bastion.fastapi.install import Bastion, BastionDep
 
 router = APIRouter(include_in_schema=False)
-BastionDep = Annotated[Bastion, Depends(get_bastion)]
 FormText = Annotated[str, Form(max_length=4096)]
-
-
-def _ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 @router.get("/account/sessions")
@@ -46,7 +41,7 @@ async def revoke_others(request: Request, user: PageUser, bastion: BastionDep) -
         user_id=user.user_id,
         username=user.username,
         actor_id=user.user_id,
-        ip=_ip(request),
+        ip=client_ip(request),
         detail={"by": "owner", "count": len(ended), "scope": "others"},
     )
     return RedirectResponse("/account/sessions?done=others", status_code=303)
@@ -56,7 +51,7 @@ async def revoke_others(request: Request, user: PageUser, bastion: BastionDep) -
 async def revoke_one(
     session_id: str, request: Request, user: PageUser, bastion: BastionDep
 ) -> Response:
-    ended = await end_own_session(bastion, user, session_id, _ip(request))
+    ended = await end_own_session(bastion, user, session_id, client_ip(request))
     if ended.key == user.session_id:
         session_state(request.scope).end()
         return RedirectResponse("/login", status_code=303)
@@ -104,7 +99,7 @@ async def password_change(
         new_password,
         keep_session=user.session_id,
         actor_id=user.user_id,
-        ip=_ip(request),
+        ip=client_ip(request),
     )
     # This browser goes on, under a new session id (a privilege change rotates the id).
     rotated = await services.sessions.rotate(user.session)
@@ -149,7 +144,7 @@ async def register(
         if not username or not password:
             raise UserError("user name and password are required")
         user = await services.accounts.register(
-            username, email.strip() or None, password, password_confirm, ip=_ip(request)
+            username, email.strip() or None, password, password_confirm, ip=client_ip(request)
         )
     except UserError as error:
         return bastion.templates.render(
@@ -160,14 +155,6 @@ async def register(
         )
     state = session_state(request.scope)
     previous = state.session.key if state.session else None
-    raw_id, session = await services.sessions.create(
-        user.id,
-        username=user.username,
-        email=user.email,
-        roles=user.roles,
-        ip=_ip(request),
-        user_agent=request.headers.get("user-agent"),
-        replaces=previous,
-    )
+    raw_id, session = await bastion.start_session(request, user, replaces=previous)
     state.begin(raw_id, session, max_age=None)
     return RedirectResponse("/dashboard", status_code=303)

@@ -10,18 +10,13 @@ from fastapi.responses import RedirectResponse, Response
 
 from bastion.devices import describe
 from bastion.exceptions import UserError
-from bastion.fastapi.dependencies import Principal, get_bastion, require_role
-from bastion.fastapi.install import Bastion
+from bastion.fastapi.dependencies import Principal, client_ip, require_role
+from bastion.fastapi.install import BastionDep
 
 PAGE_SIZE = 50
 router = APIRouter(prefix="/admin", include_in_schema=False)
-BastionDep = Annotated[Bastion, Depends(get_bastion)]
 Admin = Annotated[Principal, Depends(require_role("admin", page=True))]
 Page = Annotated[int, Query(ge=1, le=100_000)]
-
-
-def _ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 def _pages(total: int) -> int:
@@ -59,7 +54,7 @@ async def set_active(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="You cannot disable yourself.")
     try:
         await bastion.accounts.set_active(
-            user_id, active == "1", actor_id=admin.user_id, ip=_ip(request)
+            user_id, active == "1", actor_id=admin.user_id, ip=client_ip(request)
         )
     except UserError as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such user.") from error
@@ -80,7 +75,9 @@ async def set_roles(
             status.HTTP_400_BAD_REQUEST, detail="You cannot remove your own admin role."
         )
     try:
-        await bastion.accounts.set_roles(user_id, wanted, actor_id=admin.user_id, ip=_ip(request))
+        await bastion.accounts.set_roles(
+            user_id, wanted, actor_id=admin.user_id, ip=client_ip(request)
+        )
     except UserError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(error)) from error
     return RedirectResponse("/admin/users", status_code=303)
@@ -110,7 +107,7 @@ async def revoke_session(
         user_id=target.user_id,
         username=target.username,
         actor_id=admin.user_id,
-        ip=_ip(request),
+        ip=client_ip(request),
         session_ref=target.ref,
         detail={"by": "admin"},
     )

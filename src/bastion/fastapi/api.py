@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, status
+from fastapi import APIRouter, Form, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from bastion.devices import describe
 from bastion.exceptions import AuthenticationFailed, RateLimited, TokenError
-from bastion.fastapi.dependencies import CurrentUser, Principal, get_bastion
-from bastion.fastapi.install import Bastion
+from bastion.fastapi.dependencies import CurrentUser, Principal, client_ip
+from bastion.fastapi.install import Bastion, BastionDep
 from bastion.refresh import RefreshTokenReused
 from bastion.sessions import Session
 
@@ -54,7 +54,6 @@ FORM_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": OAuthError | ErrorDetail, "description": "RFC 6749 error, or unreadable"},
 }
 router = APIRouter(prefix="/api", tags=["api"], responses=COMMON_RESPONSES)
-BastionDep = Annotated[Bastion, Depends(get_bastion)]
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 MAX_FIELD = 4096
 
@@ -80,10 +79,6 @@ def token_response(access: str, expires_in: int, refresh: str) -> JSONResponse:
         },
         headers=NO_STORE,
     )
-
-
-def _client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 @router.post(
@@ -125,7 +120,7 @@ async def _password_grant(
     request: Request, bastion: Bastion, username: str, password: str
 ) -> JSONResponse:
     services = bastion.services
-    ip = _client_ip(request)
+    ip = client_ip(request)
     user_agent = request.headers.get("user-agent")
     try:
         user = await bastion.authenticator.authenticate(
@@ -140,26 +135,9 @@ async def _password_grant(
             status.HTTP_429_TOO_MANY_REQUESTS,
             **{"Retry-After": str(limited.retry_after)},
         )
-    _, session = await services.sessions.create(
-        user.id,
-        username=user.username,
-        email=user.email,
-        roles=user.roles,
-        kind="api",
-        ip=ip,
-        user_agent=user_agent,
-    )
+    _, session = await bastion.start_session(request, user, kind="api", channel="api")
     access, claims = services.access_tokens.encode(str(user.id), session.key)
     refresh, _ = await services.refresh_tokens.issue(session)
-    await bastion.audit.record(
-        "login.success",
-        user_id=user.id,
-        username=user.username,
-        ip=ip,
-        user_agent=user_agent,
-        session_ref=session.ref,
-        detail={"channel": "api"},
-    )
     return token_response(access, claims.exp - claims.iat, refresh)
 
 
@@ -170,7 +148,7 @@ async def _refresh_grant(request: Request, bastion: Bastion, token: str) -> JSON
     except RefreshTokenReused as reused:
         await bastion.audit.record(
             "refresh.reuse_detected",
-            ip=_client_ip(request),
+            ip=client_ip(request),
             session_ref=reused.session_key[:12],
             detail={"action": "session ended"},
         )
@@ -204,7 +182,7 @@ async def revoke(
             "session.revoked",
             user_id=session.user_id,
             username=session.username,
-            ip=_client_ip(request),
+            ip=client_ip(request),
             session_ref=session.ref,
             detail={"via": "token revocation"},
         )
@@ -256,7 +234,7 @@ async def my_sessions(user: CurrentUser, bastion: BastionDep) -> list[dict[str, 
 async def end_my_session(
     session_id: str, request: Request, user: CurrentUser, bastion: BastionDep
 ) -> Response:
-    await end_own_session(bastion, user, session_id, _client_ip(request))
+    await end_own_session(bastion, user, session_id, client_ip(request))
     return Response(status_code=204)
 
 

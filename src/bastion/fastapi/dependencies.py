@@ -61,6 +61,11 @@ def principal_from_session(session: Session | None, via: str = "session") -> Pri
     )
 
 
+def client_ip(request: Request) -> str | None:
+    """The client's address (after trusted-proxy handling)."""
+    return request.client.host if request.client else None
+
+
 def get_bastion(request: Request) -> Bastion:
     bastion: Bastion = request.app.state.bastion
     return bastion

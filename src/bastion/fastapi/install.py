@@ -7,9 +7,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from starlette.routing import Match
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Scope
@@ -23,13 +23,19 @@ from bastion.asgi.sessions import CookiePolicy, SessionMiddleware
 from bastion.audit import AuditTrail
 from bastion.auth import Authenticator
 from bastion.exceptions import StoreUnavailable, TokenError
-from bastion.fastapi.dependencies import Principal, principal_from_session
+from bastion.fastapi.dependencies import (
+    Principal,
+    client_ip,
+    get_bastion,
+    principal_from_session,
+)
 from bastion.fastapi.errors import ErrorRenderer, register_error_handlers
 from bastion.fastapi.templating import Templates
-from bastion.services import Services, open_services
-from bastion.sessions import SessionManager
+from bastion.services import Services, migrate_embedded, open_services
+from bastion.sessions import Session, SessionKind, SessionManager
 from bastion.settings import Settings
 from bastion.signing import Signer
+from bastion.users.repository import UserRecord
 
 log = logging.getLogger("bastion.security")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -76,12 +82,7 @@ class Bastion:
         async with self._starting:
             if self._services is not None:
                 return
-            from bastion.migrate import upgrade
-            from bastion.services import is_embedded
-
-            if is_embedded(self.settings):
-                self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-                await upgrade(self.settings.resolved_database_url)
+            await migrate_embedded(self.settings)
             self._services = await open_services(self.settings)
 
     async def shutdown(self) -> None:
@@ -108,6 +109,46 @@ class Bastion:
         session = await services.sessions.touch(session)
         return principal_from_session(session, via="bearer")
 
+    async def start_session(
+        self,
+        request: Request,
+        user: UserRecord,
+        *,
+        kind: SessionKind = "browser",
+        remember: bool = False,
+        replaces: str | None = None,
+        channel: str | None = None,
+    ) -> tuple[str, Session]:
+        """A new session for ``user`` signed in by ``request``; with ``channel``, the sign-in
+        is also recorded as ``login.success``."""
+        ip = client_ip(request)
+        user_agent = request.headers.get("user-agent")
+        raw_id, session = await self.services.sessions.create(
+            user.id,
+            username=user.username,
+            email=user.email,
+            roles=user.roles,
+            kind=kind,
+            remember=remember,
+            ip=ip,
+            user_agent=user_agent,
+            replaces=replaces,
+        )
+        if channel is not None:
+            detail: dict[str, object] = {"channel": channel}
+            if kind == "browser":
+                detail["remember"] = remember
+            await self.audit.record(
+                "login.success",
+                user_id=user.id,
+                username=user.username,
+                ip=ip,
+                user_agent=user_agent,
+                session_ref=session.ref,
+                detail=detail,
+            )
+        return raw_id, session
+
     @property
     def audit(self) -> AuditTrail:
         return self.services.audit
@@ -119,6 +160,9 @@ class Bastion:
     @property
     def accounts(self) -> Accounts:
         return self.services.accounts
+
+
+BastionDep = Annotated[Bastion, Depends(get_bastion)]
 
 
 def _prefixed(prefixes: tuple[str, ...]) -> Callable[[str], bool]:

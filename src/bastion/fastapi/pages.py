@@ -5,25 +5,20 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from bastion.asgi.sessions import session_state
 from bastion.devices import describe
 from bastion.exceptions import AuthenticationFailed, RateLimited
-from bastion.fastapi.dependencies import PageUser, get_bastion
-from bastion.fastapi.install import Bastion
+from bastion.fastapi.dependencies import PageUser, client_ip
+from bastion.fastapi.install import BastionDep
 from bastion.redirects import safe_next
 
 log = logging.getLogger("bastion.security")
 router = APIRouter(include_in_schema=False)
 GENERIC_FAILURE = "Invalid user name or password."
 MAX_USERNAME = 150
-BastionDep = Annotated[Bastion, Depends(get_bastion)]
-
-
-def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
 
 
 @router.get("/")
@@ -49,7 +44,6 @@ async def login_submit(
     next: Annotated[str, Form()] = "",
 ) -> Response:
     state = session_state(request.scope)
-    services = bastion.services
     authenticator = bastion.authenticator
     ip = client_ip(request)
     user_agent = request.headers.get("user-agent")
@@ -76,27 +70,11 @@ async def login_submit(
         )
     remembered = remember is not None and remember.lower() in ("on", "1", "true", "yes")
     previous = state.session.key if state.session else None
-    raw_id, session = await services.sessions.create(
-        user.id,
-        username=user.username,
-        email=user.email,
-        roles=user.roles,
-        remember=remembered,
-        ip=ip,
-        user_agent=user_agent,
-        replaces=previous,
+    raw_id, session = await bastion.start_session(
+        request, user, remember=remembered, replaces=previous, channel="web"
     )
     max_age = bastion.settings.remember_me_timeout if remembered else None
     state.begin(raw_id, session, max_age=max_age)
-    await bastion.audit.record(
-        "login.success",
-        user_id=user.id,
-        username=user.username,
-        ip=ip,
-        user_agent=user_agent,
-        session_ref=session.ref,
-        detail={"channel": "web", "remember": remembered},
-    )
     return RedirectResponse(safe_next(next), status_code=303)
 
 

@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse
 from bastion.asgi.headers import CSP_NONCE_KEY
 from bastion.asgi.sessions import session_state
 from bastion.csrf import mask_token
+from bastion.fastapi.dependencies import principal_from_session
 
 
 def _when(timestamp: float | None) -> str:
@@ -61,8 +62,6 @@ class Templates:
         state = session_state(request.scope)
         # One masked token per response (BREACH): every form and the meta tag share it.
         token = mask_token(state.ensure_csrf_secret())
-        from bastion.fastapi.dependencies import principal_from_session
-
         return {
             "request": request,
             "csrf_token": token,
