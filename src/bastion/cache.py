@@ -8,16 +8,27 @@ Keys
     ever keyed by ``repr()``, ``id()`` or any other property of a Python object, so two
     callers share an entry only when their declared identity is equal.
 
+    The store key of an entry is a hash of the :class:`CacheKey` alone
+    (``{cu:<user>}:e:<sha256>``, ``cr:e:<sha256>``, ``cp:e:<sha256>``), so one key holds
+    the entry whatever the generation.
+
 Invalidation
     Every scope has generations: one per user, one per role, one for public entries. A
     generation is a random token kept in the store (``{cu:<user>}:g``, ``{cr:<role>}:g``,
-    ``cp:g``; absent means ``"0"``) and the entry key is a hash that covers it. Bumping it
+    ``cp:g``; absent means ``"0"``). An entry records the tokens it was computed under, and
+    :meth:`Cache.fetch` reads the current tokens together with the entry in one
+    :meth:`~bastion.stores.base.Store.get_many`: one round trip per hit. It is a hit only
+    when the recorded tokens equal the current ones. Bumping a generation
     (:meth:`Cache.invalidate_user`, :meth:`~Cache.invalidate_role`,
-    :meth:`~Cache.invalidate_public`) writes a new token, so every older entry becomes
-    unreachable at once for every process sharing the store; the old entries simply
-    expire. A user's generation and entries share the Redis hash tag ``{cu:<user>}``, hence
-    one Cluster slot. Tokens are random rather than counters so that a generation key that
-    expires (it lives ``2 * max_ttl``) can never come back to an older value.
+    :meth:`~Cache.invalidate_public`) writes a new token, so every older entry becomes a
+    miss at once for every process sharing the store; it is overwritten by the next miss
+    or expires. A computed value is stored with the tokens read before the computation
+    started, so a value computed across a bump records the old token and is never served
+    after it (a late write of such a value over a newer entry costs one recomputation,
+    never a stale hit). A user's generation and entries share the Redis hash tag
+    ``{cu:<user>}``, hence one Cluster slot. Tokens are random rather than counters so that
+    a generation key that expires (it lives ``2 * max_ttl``) can never come back to an
+    older value.
 
 Values
     JSON with type tags (see :func:`dumps`): ``datetime``, ``date``, ``time``,
@@ -77,7 +88,7 @@ CacheScope = Literal["user", "role", "public"]
 Source = Literal["hit", "miss", "shared", "uncached"]
 
 # Part of every key: a change of the key or value format leaves older entries unreachable.
-FORMAT = "c1"
+FORMAT = "c2"
 _TAG = "$t"
 _SAFE_IDENT = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
@@ -255,6 +266,13 @@ class CacheKey:
     user: str | None = None
     roles: tuple[str, ...] = ()
     vary: str = "[]"
+    # Derived from the fields above once, at construction: a lookup needs it several times.
+    digest: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = [FORMAT, self.scope, self.name, self.user, list(self.roles), self.vary]
+        digest = hashlib.sha256(_json(fields).encode("ascii")).hexdigest()
+        object.__setattr__(self, "digest", digest)  # frozen: set once, here
 
     @classmethod
     def build(
@@ -306,11 +324,6 @@ class CacheKey:
         # Names only: vary values may be user input and have no place in logs.
         return f"CacheKey(scope={self.scope!r}, name={self.name!r})"
 
-    @property
-    def digest(self) -> str:
-        fields = [FORMAT, self.scope, self.name, self.user, list(self.roles), self.vary]
-        return hashlib.sha256(_json(fields).encode("ascii")).hexdigest()
-
     def generation_keys(self) -> list[str]:
         """The store keys of the generations this entry depends on."""
         if self.scope == "user":
@@ -319,13 +332,13 @@ class CacheKey:
             return [_role_generation(_ident(role)) for role in self.roles]
         return ["cp:g"]
 
-    def entry_key(self, generations: list[str]) -> str:
-        """The store key of this entry under the given generation tokens."""
-        material = _json([self.digest, generations]).encode("ascii")
-        digest = hashlib.sha256(material).hexdigest()
+    @property
+    def entry_key(self) -> str:
+        """The store key of this entry: the same under every generation (the entry records
+        the generation tokens it was computed under)."""
         if self.scope == "user":
-            return f"{{cu:{self.user}}}:e:{digest}"
-        return f"{'cr' if self.scope == 'role' else 'cp'}:e:{digest}"
+            return f"{{cu:{self.user}}}:e:{self.digest}"
+        return f"{'cr' if self.scope == 'role' else 'cp'}:e:{self.digest}"
 
 
 def _user_generation(ident: str) -> str:
@@ -444,16 +457,19 @@ class Cache:
         check_ttl(ttl)
         if ttl > self.max_ttl:
             raise ValueError(f"ttl must not exceed max_ttl ({self.max_ttl:g} s)")
-        entry_key = await self._entry_key(key)
-        if entry_key is not None:
-            raw = await self._read(entry_key)
-            if raw is not None:
-                hit = self._unpack(raw, "hit")
-                if hit is not None:
-                    return hit
-            elif self._health.down:
-                entry_key = None  # the read failed: carry on uncached
-        flight_key = entry_key or f"uncached:{key.digest}"
+        looked = await self._look(key)
+        if looked is None:  # the store is unavailable: carry on uncached
+            target: CacheKey | None = None
+            generations: list[str] = []
+            flight_key = f"uncached:{key.digest}"
+        else:
+            generations, raw = looked
+            if raw is not None and (hit := self._unpack(raw, "hit", generations)) is not None:
+                return hit
+            target = key
+            # Per generation: a caller that read newer tokens never waits for a value
+            # computed under older ones.
+            flight_key = _json([key.entry_key, generations])
         while (flight := self._flights.get(flight_key)) is not None:
             try:
                 shared = await asyncio.shield(flight)
@@ -465,15 +481,15 @@ class Cache:
             if shared is None:
                 # The leader's result was not cacheable (it set a cookie, say): it belonged
                 # to that request alone, so compute our own, without a flight.
-                return await self._compute(entry_key, compute, ttl)
+                return await self._compute(target, generations, compute, ttl)
             unpacked = self._unpack(shared, "shared")
             if unpacked is not None:
                 return unpacked
-        return await self._lead(entry_key, flight_key, compute, ttl)
+        return await self._lead(target, flight_key, compute, ttl)
 
     async def _lead(
         self,
-        entry_key: str | None,
+        key: CacheKey | None,
         flight_key: str,
         compute: Callable[[], Awaitable[Computed[T]]],
         ttl: float,
@@ -482,16 +498,22 @@ class Cache:
         future.add_done_callback(_retrieve)
         self._flights[flight_key] = future
         try:
-            if entry_key is not None:
+            generations: list[str] = []
+            if key is not None:
                 # A leader that finished between our read and our flight stored its value
-                # before leaving: look once more, so N misses compute exactly once.
-                raw = await self._read(entry_key)
-                if raw is not None and (hit := self._unpack(raw, "hit")) is not None:
-                    future.set_result(raw)
-                    return hit
-                if self._health.down:
-                    entry_key = None
-            fetched, payload = await self._compute_and_store(entry_key, compute, ttl)
+                # before leaving: look once more (one round trip again), so N misses
+                # compute exactly once. The value is then stored with the generations of
+                # this look, the last one before computing.
+                looked = await self._look(key)
+                if looked is None:
+                    key = None
+                else:
+                    generations, raw = looked
+                    hit = None if raw is None else self._unpack(raw, "hit", generations)
+                    if hit is not None:
+                        future.set_result(raw)
+                        return hit
+            fetched, payload = await self._compute_and_store(key, generations, compute, ttl)
             future.set_result(payload)
             return fetched
         except asyncio.CancelledError:
@@ -507,29 +529,41 @@ class Cache:
                 del self._flights[flight_key]
 
     async def _compute(
-        self, entry_key: str | None, compute: Callable[[], Awaitable[Computed[T]]], ttl: float
+        self,
+        key: CacheKey | None,
+        generations: list[str],
+        compute: Callable[[], Awaitable[Computed[T]]],
+        ttl: float,
     ) -> Fetched[T]:
-        fetched, _ = await self._compute_and_store(entry_key, compute, ttl)
+        fetched, _ = await self._compute_and_store(key, generations, compute, ttl)
         return fetched
 
     async def _compute_and_store(
-        self, entry_key: str | None, compute: Callable[[], Awaitable[Computed[T]]], ttl: float
+        self,
+        key: CacheKey | None,
+        generations: list[str],
+        compute: Callable[[], Awaitable[Computed[T]]],
+        ttl: float,
     ) -> tuple[Fetched[T], bytes | None]:
+        """Compute, and store the value at ``key`` (None: uncached) recording
+        ``generations``, the tokens read before ``compute`` started: if one is bumped
+        meanwhile, the entry no longer matches and is never served."""
         computed_at = self.clock()
         result = await compute()
         if not result.store:
             return Fetched(result.value, "miss", stored=False), None
         # Always encode, even during an outage: an uncacheable value fails the same way
         # whatever the state of the store.
-        payload = _json({"t": computed_at, "v": _encode(result.value)}).encode("ascii")
+        envelope = {"t": computed_at, "g": generations, "v": _encode(result.value)}
+        payload = _json(envelope).encode("ascii")
         source: Source = "miss"
-        if entry_key is None:
+        if key is None:
             source = "uncached"
         elif len(payload) > self.max_entry_bytes:
             log.debug("cache entry of %d bytes not stored (max_entry_bytes)", len(payload))
         else:
             try:
-                await self.store.set(entry_key, payload, ttl=ttl)
+                await self.store.set(key.entry_key, payload, ttl=ttl)
             except StoreUnavailable as exc:
                 self._failed(exc)
                 source = "uncached"
@@ -537,10 +571,17 @@ class Cache:
                 self._ok()
         return Fetched(result.value, source), payload
 
-    def _unpack(self, raw: bytes, source: Source) -> Fetched[Any] | None:
+    def _unpack(
+        self, raw: bytes, source: Source, generations: list[str] | None = None
+    ) -> Fetched[Any] | None:
+        """The entry in ``raw``; None when unreadable or, given ``generations``, when it was
+        computed under other generation tokens (an invalidated entry)."""
         try:
             envelope = json.loads(raw)
             computed_at = float(envelope["t"])
+            recorded = envelope["g"]
+            if generations is not None and recorded != generations:
+                return None
             value = _decode(envelope["v"])
         except (KeyError, TypeError, ValueError, IndexError, ArithmeticError):
             log.warning("unreadable cache entry ignored")
@@ -549,30 +590,20 @@ class Cache:
 
     # -- the store, guarded --------------------------------------------------------------
 
-    async def _entry_key(self, key: CacheKey) -> str | None:
-        """The entry's store key under the current generations; None when unavailable."""
+    async def _look(self, key: CacheKey) -> tuple[list[str], bytes | None] | None:
+        """The current generation tokens of ``key`` and its raw entry, in one round trip;
+        None when the store is unavailable."""
         if not await self._ready():
             return None
         gen_keys = key.generation_keys()
         try:
-            if len(gen_keys) == 1:
-                values = [await self.store.get(gen_keys[0])]
-            else:
-                values = list(await asyncio.gather(*(self.store.get(k) for k in gen_keys)))
+            values = await self.store.get_many([*gen_keys, key.entry_key])
         except StoreUnavailable as exc:
             self._failed(exc)
             return None
         self._ok()
-        return key.entry_key(["0" if v is None else v.decode("ascii", "replace") for v in values])
-
-    async def _read(self, entry_key: str) -> bytes | None:
-        try:
-            raw = await self.store.get(entry_key)
-        except StoreUnavailable as exc:
-            self._failed(exc)
-            return None
-        self._ok()
-        return raw
+        *tokens, raw = values
+        return ["0" if v is None else v.decode("ascii", "replace") for v in tokens], raw
 
     async def _ready(self) -> bool:
         """Whether to use the store now; replays deferred invalidations first."""

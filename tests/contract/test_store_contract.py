@@ -113,6 +113,86 @@ async def test_invalid_ttl_is_refused(store: Store, ttl: float) -> None:
     assert await store.ttl("k") == NO_EXPIRY
 
 
+# -- get_many ------------------------------------------------------------------------------
+
+
+async def test_get_many_returns_the_values_in_the_order_asked(store: Store) -> None:
+    await store.set("a", b"1")
+    await store.set("b", b"2")
+    await store.set("k" * 1000, b"long")
+    assert await store.get_many(["b", "k" * 1000, "a"]) == [b"2", b"long", b"1"]
+
+
+async def test_get_many_gives_none_for_absent_and_expired_keys(
+    store: Store, elapse: Elapse
+) -> None:
+    await store.set("kept", b"v", ttl=LONG)
+    await store.set("gone", b"v", ttl=SHORT)
+    await store.set("forever", b"w")
+    await elapse(AFTER_SHORT)
+    assert await store.get_many(["missing", "kept", "gone", "forever"]) == [
+        None,
+        b"v",
+        None,
+        b"w",
+    ]
+
+
+async def test_get_many_answers_a_repeated_key_at_every_position(store: Store) -> None:
+    await store.set("a", b"1")
+    assert await store.get_many(["a", "missing", "a", "missing"]) == [b"1", None, b"1", None]
+
+
+async def test_get_many_of_no_keys_is_empty(store: Store) -> None:
+    assert await store.get_many([]) == []
+
+
+async def test_get_many_returns_empty_and_binary_values_as_stored(store: Store) -> None:
+    binary = bytes(range(256))
+    await store.set("empty", b"")
+    await store.set("binary", binary)
+    assert await store.get_many(["empty", "binary"]) == [b"", binary]
+
+
+async def test_get_many_reads_keys_that_share_a_hash_tag(store: Store) -> None:
+    await store.set("{user:42}:g", b"generation")
+    await store.set("{user:42}:e", b"entry")
+    assert await store.get_many(["{user:42}:g", "{user:42}:missing", "{user:42}:e"]) == [
+        b"generation",
+        None,
+        b"entry",
+    ]
+
+
+async def test_get_many_reads_keys_of_different_hash_tags_in_one_call(store: Store) -> None:
+    # Six tags in all three slot ranges of a three-master Cluster: several slots and nodes.
+    tags = ["user:1", "user:2", "user:3", "user:4", "role:admin", "a"]
+    assert len({key_slot(t.encode()) * 3 // 16384 for t in tags}) == 3
+    keys = [f"{{{tag}}}:k" for tag in tags] + ["untagged"]
+    for i, key in enumerate(keys):
+        await store.set(key, str(i).encode())
+    asked = [keys[5], "{user:9}:missing", *keys[:5], keys[6], keys[0]]
+    assert await store.get_many(asked) == [b"5", None, b"0", b"1", b"2", b"3", b"4", b"6", b"0"]
+
+
+async def test_get_many_reads_more_keys_than_one_sql_statement_holds(store: Store) -> None:
+    keys = [f"{{user:{i % 7}}}:k{i}" for i in range(1200)]
+    for i in range(0, 1200, 150):
+        await store.set(keys[i], str(i).encode())
+    values = await store.get_many([*keys, keys[0]])
+    assert values == [str(i).encode() if i % 150 == 0 else None for i in range(1200)] + [b"0"]
+
+
+async def test_get_many_sees_only_its_own_namespace(store: Store) -> None:
+    child = store.child("sub")
+    await store.set("k", b"parent")
+    await store.set("shared", b"parent")
+    await child.set("shared", b"child")
+    assert await child.get_many(["k", "shared"]) == [None, b"child"]
+    assert await store.get_many(["k", "shared"]) == [b"parent", b"parent"]
+    assert await store.child("other").get_many(["k", "shared"]) == [None, None]
+
+
 # -- add -----------------------------------------------------------------------------------
 
 
@@ -586,6 +666,7 @@ KEY = "session:very-secret-key"
 Operation = Callable[[Store], Awaitable[object]]
 OPERATIONS: dict[str, Operation] = {
     "get": lambda s: s.get(KEY),
+    "get_many": lambda s: s.get_many([KEY, KEY + "2"]),
     "set": lambda s: s.set(KEY, b"v", ttl=5),
     "add": lambda s: s.add(KEY, b"v"),
     "replace": lambda s: s.replace(KEY, b"v"),
@@ -795,7 +876,9 @@ async def test_cluster_url_lists_every_startup_node() -> None:
         kwargs = client.get_connection_kwargs()
         assert kwargs["password"] == SECRET
         assert kwargs["username"] == "user"
-        assert kwargs["socket_timeout"] == 1.5
+        # Connecting is bounded here; each command by RedisStore's own timeout.
+        assert kwargs["socket_connect_timeout"] == 1.5
+        assert kwargs["socket_timeout"] is None
     finally:
         await client.aclose()
 
@@ -811,7 +894,10 @@ async def test_sentinel_url_names_service_and_database() -> None:
         assert pool.service_name == "mymaster"
         assert pool.connection_kwargs["db"] == 3
         assert pool.connection_kwargs["password"] == SECRET
-        assert pool.connection_kwargs["socket_timeout"] == 1.5
+        assert pool.connection_kwargs["socket_connect_timeout"] == 1.5
+        assert pool.connection_kwargs["socket_timeout"] is None
+        for sentinel in pool.sentinel_manager.sentinels:  # the Sentinels keep their own
+            assert sentinel.connection_pool.connection_kwargs["socket_timeout"] == 1.5
         sentinels = [
             (
                 s.connection_pool.connection_kwargs["host"],

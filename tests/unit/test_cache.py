@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from pathlib import Path
@@ -26,11 +27,13 @@ import pytest_asyncio
 from fastapi import FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
 from bastion.cache import Cache, CacheKey, Computed, dumps, loads
 from bastion.clock import FakeClock
 from bastion.exceptions import StoreUnavailable
 from bastion.stores import MemoryStore, RedisStore, Store, create_redis_client
+from tests.backends import Backend, backend_param, open_store, resolve_backend
 
 # -- fixtures ----------------------------------------------------------------------------
 
@@ -255,7 +258,7 @@ def test_key_refuses_a_vary_value_it_could_only_key_by_repr() -> None:
 def test_user_generation_and_entries_share_one_redis_hash_tag() -> None:
     key = CacheKey.build("profile", scope="user", user_id=42)
     assert key.generation_keys() == ["{cu:42}:g"]
-    assert key.entry_key(["0"]).startswith("{cu:42}:e:")
+    assert key.entry_key == "{cu:42}:e:" + key.digest
 
 
 def test_identities_with_braces_or_colons_cannot_break_the_key_layout() -> None:
@@ -427,7 +430,7 @@ async def test_ttl_beyond_max_ttl_is_refused(store: Store) -> None:
 
 async def test_an_unreadable_entry_is_recomputed_and_replaced(cache: Cache, store: Store) -> None:
     key = CacheKey.build("p", scope="user", user_id=3)
-    await store.set(key.entry_key(["0"]), b"\x80garbage", ttl=60)
+    await store.set(key.entry_key, b"\x80garbage", ttl=60)
     calls = Calls()
     assert (await cache.get_or_set("p", calls, ttl=60, scope="user", user_id=3))["n"] == 1
     assert (await cache.get_or_set("p", calls, ttl=60, scope="user", user_id=3))["n"] == 1
@@ -539,6 +542,147 @@ async def test_an_expired_generation_never_revives_older_entries(clock: FakeCloc
     assert value["n"] == 2
 
 
+# -- one round trip per hit -------------------------------------------------------------
+
+SCOPES: dict[str, dict[str, Any]] = {
+    "user": {"scope": "user", "user_id": 7},
+    "role": {"scope": "role", "roles": ["admin", "staff"]},
+    "public": {"scope": "public"},
+}
+
+
+async def bump(cache: Cache, scope: str) -> None:
+    """Invalidate what the entries of SCOPES[scope] depend on."""
+    if scope == "user":
+        await cache.invalidate_user(7)
+    elif scope == "role":
+        await cache.invalidate_role("staff")
+    else:
+        await cache.invalidate_public()
+
+
+def fresh(label: str) -> Callable[[], Awaitable[Computed[str]]]:
+    """A compute function of :meth:`Cache.fetch` that returns ``label``."""
+
+    async def compute() -> Computed[str]:
+        return Computed(label)
+
+    return compute
+
+
+@pytest.mark.parametrize("scope", list(SCOPES))
+async def test_a_hit_costs_exactly_one_store_call(
+    store: Store, clock: FakeClock, scope: str
+) -> None:
+    recording = Instrumented(store)
+    cache = Cache(recording, clock=clock)  # type: ignore[arg-type]
+    for name in SCOPES:  # generations that exist, as in a running app
+        await bump(cache, name)
+    await cache.invalidate_role("admin")
+    key = CacheKey.build("p", **SCOPES[scope])
+    recording.names.clear()
+    assert (await cache.fetch(key, fresh("v"), ttl=60)).source == "miss"
+    assert recording.names == ["get_many", "get_many", "set"]  # look, look again, store
+    recording.names.clear()
+    hit = await cache.fetch(key, fresh("other"), ttl=60)
+    assert (hit.value, hit.source) == ("v", "hit")
+    assert recording.names == ["get_many"]
+
+
+@pytest.mark.parametrize("scope", list(SCOPES))
+async def test_an_invalidation_while_a_miss_computes_leaves_its_entry_unusable(
+    cache: Cache, store: Store, clock: FakeClock, scope: str
+) -> None:
+    key = CacheKey.build("p", **SCOPES[scope])
+    other_process = Cache(store, clock=clock)
+
+    async def compute_across_a_bump() -> Computed[str]:
+        value = "read before the change"
+        await bump(other_process, scope)  # the data changes and is invalidated meanwhile
+        return Computed(value)
+
+    first = await cache.fetch(key, compute_across_a_bump, ttl=60)
+    assert (first.value, first.source) == ("read before the change", "miss")
+    assert await store.get(key.entry_key) is not None  # written, under the old generation
+    second = await cache.fetch(key, fresh("after the change"), ttl=60)
+    assert (second.value, second.source) == ("after the change", "miss")
+    third = await cache.fetch(key, fresh("unused"), ttl=60)
+    assert (third.value, third.source) == ("after the change", "hit")
+
+
+async def test_an_entry_recorded_under_another_generation_is_a_miss(
+    cache: Cache, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = CacheKey.build("p", scope="user", user_id=7)
+    await cache.invalidate_user(7)
+    stale = {"t": 0.0, "g": ["an older token"], "v": "stale"}
+    await store.set(key.entry_key, json.dumps(stale).encode(), ttl=60)
+    fetched = await cache.fetch(key, fresh("current"), ttl=60)
+    assert (fetched.value, fetched.source) == ("current", "miss")
+    # An outdated entry is not an unreadable one: no warning.
+    assert not [r for r in caplog.records if r.name == "bastion.cache"]
+    assert (await cache.fetch(key, fresh("unused"), ttl=60)).source == "hit"
+
+
+async def test_an_absent_generation_reads_as_zero(cache: Cache, store: Store) -> None:
+    key = CacheKey.build("p", scope="user", user_id=8)  # no generation was ever written
+    entry = {"t": 0.0, "g": ["0"], "v": "stored earlier"}
+    await store.set(key.entry_key, json.dumps(entry).encode(), ttl=60)
+    fetched = await cache.fetch(key, fresh("unused"), ttl=60)
+    assert (fetched.value, fetched.source) == ("stored earlier", "hit")
+    await cache.invalidate_user(8)
+    assert (await cache.fetch(key, fresh("new"), ttl=60)).source == "miss"
+
+
+async def test_an_entry_records_the_generations_it_was_computed_under(
+    cache: Cache, store: Store
+) -> None:
+    await cache.invalidate_role("admin")
+    key = CacheKey.build("summary", scope="role", roles=["staff", "admin"])
+    await cache.fetch(key, fresh("v"), ttl=60)
+    raw = await store.get(key.entry_key)
+    assert raw is not None
+    envelope = json.loads(raw)
+    admin_token = await store.get("{cr:admin}:g")
+    assert admin_token is not None
+    assert envelope["g"] == [admin_token.decode(), "0"]  # the roles sorted: admin, staff
+    assert envelope["v"] == "v"
+
+
+@pytest.fixture(params=[backend_param(n) for n in ("memory", "redis", "redis-cluster")])
+def spread_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return resolve_backend(request, tmp_path)
+
+
+async def test_role_scope_works_with_generations_in_different_cluster_slots(
+    spread_backend: Backend, clock: FakeClock
+) -> None:
+    roles = ["admin", "editor", "staff"]  # their generations lie on all three masters
+    key = CacheKey.build("summary", scope="role", roles=roles)
+    assert len({key_slot(k.encode()) * 3 // 16384 for k in key.generation_keys()}) == 3
+    async with open_store(spread_backend, clock, "cache", component="cache") as store:
+        recording = Instrumented(store)
+        cache = Cache(recording, clock=clock)  # type: ignore[arg-type]
+        for role in roles:
+            await cache.invalidate_role(role)
+        calls = Calls()
+
+        async def compute() -> Computed[dict[str, Any]]:
+            return Computed(await calls())
+
+        assert (await cache.fetch(key, compute, ttl=60)).source == "miss"
+        recording.names.clear()
+        hit = await cache.fetch(key, compute, ttl=60)
+        assert (hit.value["n"], hit.source) == (1, "hit")
+        assert recording.names == ["get_many"]
+        await cache.invalidate_role("editor")
+        after = await cache.fetch(key, compute, ttl=60)
+        assert (after.value["n"], after.source) == (2, "miss")
+        assert (await cache.fetch(key, compute, ttl=60)).source == "hit"
+        other = CacheKey.build("summary", scope="role", roles=["admin", "staff"])
+        assert (await cache.fetch(other, compute, ttl=60)).value["n"] == 3
+
+
 # -- single flight -----------------------------------------------------------------------
 
 
@@ -587,12 +731,12 @@ async def test_waiting_callers_share_the_leaders_error(store: Store, clock: Fake
         raise LookupError("down")
 
     leader = asyncio.create_task(cache.get_or_set("f", failing, ttl=60, scope="public"))
-    await started.wait()  # the leader did 3 reads: generation, entry, entry once more
+    await started.wait()  # the leader did 2 reads (generation and entry in each)
     followers = [
         asyncio.create_task(cache.get_or_set("f", failing, ttl=60, scope="public"))
         for _ in range(4)
     ]
-    await instrumented.served(3 + 2 * 4)
+    await instrumented.served(2 + 4)
     fail.set()
     results = await asyncio.gather(leader, *followers, return_exceptions=True)
     assert runs == 1
@@ -621,7 +765,7 @@ async def test_a_cancelled_leader_hands_over_to_a_waiting_caller(
         asyncio.create_task(cache.get_or_set("p", compute, ttl=60, scope="public"))
         for _ in range(5)
     ]
-    await instrumented.served(3 + 2 * 5)  # every follower waits on the leader now
+    await instrumented.served(2 + 5)  # every follower waits on the leader now
     leader.cancel()
     assert await asyncio.gather(*followers) == [2] * 5
     assert runs == 2
@@ -639,6 +783,7 @@ class Instrumented:
         self.inner = inner
         self.down = False
         self.calls = 0
+        self.names: list[str] = []  # every method called, in order
         self.gets_done = 0
         self._waiters: list[tuple[int, asyncio.Event]] = []
 
@@ -651,10 +796,11 @@ class Instrumented:
 
         async def guarded(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
+            self.names.append(name)
             if self.down:
                 raise StoreUnavailable("cache", "connection refused")
             result = await method(*args, **kwargs)
-            if name == "get":
+            if name in ("get", "get_many"):
                 self.gets_done += 1
                 for target, event in self._waiters:
                     if self.gets_done >= target:
@@ -664,8 +810,9 @@ class Instrumented:
         return guarded
 
     async def served(self, gets: int) -> None:
-        """Return once ``gets`` reads have completed: a caller that did its two reads (the
-        generation and the entry) and missed has joined the flight by then."""
+        """Return once ``gets`` reads have completed: a caller that did its read (the
+        generations and the entry in one ``get_many``) and missed has joined the flight by
+        then."""
         event = asyncio.Event()
         if self.gets_done >= gets:
             event.set()

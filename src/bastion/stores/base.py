@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import math
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 NO_EXPIRY = math.inf
@@ -35,6 +36,17 @@ class Store(Protocol):
 
     async def get(self, key: str) -> bytes | None:
         """The value, or None when absent or expired."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """What :meth:`get` would return for each key, in the order of ``keys`` (a key given
+        twice is answered twice); ``[]`` for no keys.
+
+        One round trip where the backend allows it: one ``MGET`` on Redis (on Cluster, when
+        the keys span several slots, one per slot, sent to their nodes concurrently), one
+        ``SELECT`` in SQL (per 500 keys). Keys need not share a hash tag. Not atomic across
+        keys: a concurrent write may be seen for some keys and not yet for others.
+        """
         ...
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bastion.clock import Clock, system_clock
@@ -130,6 +131,11 @@ class MemoryStore:
     async def get(self, key: str) -> bytes | None:
         entry = self._live(key)
         return None if entry is None else self._bytes(entry)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        # No await inside: all keys are read at one instant (atomic here, unlike Redis).
+        entries = [self._live(key) for key in keys]
+        return [None if entry is None else self._bytes(entry) for entry in entries]
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         self._put(key, _Entry(bytes(value), self._expires_at(ttl)))

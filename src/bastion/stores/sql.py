@@ -18,7 +18,7 @@ import logging
 import sqlite3
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -60,6 +60,7 @@ _NAMESPACE_MAX = 64  # lengths of the columns in bastion.db
 _COLUMN_MAX = 255
 _DIGEST_PREFIX = "#sha256:"
 _PURGE_BATCH = 500
+_GET_MANY_BATCH = 500  # keys per SELECT: far below SQLite's and asyncpg's parameter limits
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:
@@ -298,6 +299,31 @@ class SQLStore:
             return value
 
         return await self._run(op)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        now = self._clock()
+        db_keys = [_db_key(k) for k in keys]
+        unique = list(dict.fromkeys(db_keys))
+        statements = [
+            select(kv_table.c.key, kv_table.c.value).where(
+                kv_table.c.namespace == self._namespace,
+                kv_table.c.key.in_(unique[i : i + _GET_MANY_BATCH]),
+                self._visible(kv_table, now),
+            )
+            for i in range(0, len(unique), _GET_MANY_BATCH)
+        ]
+
+        async def op(conn: AsyncConnection) -> dict[str, bytes]:
+            found: dict[str, bytes] = {}
+            for stmt in statements:
+                for row in await conn.execute(stmt):
+                    found[row.key] = row.value
+            return found
+
+        found = await self._run(op)
+        return [found.get(k) for k in db_keys]
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         ins = self._insert(kv_table).values(
