@@ -15,6 +15,7 @@ Store layout (all under the session store's namespace)::
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -134,6 +135,15 @@ def is_session_key(value: str) -> bool:
     return bool(_KEY.fullmatch(value))
 
 
+@functools.lru_cache(maxsize=1024)
+def _decode(data: bytes) -> Session:
+    """:meth:`Session.from_json`, remembered by the exact bytes read: a busy session is read
+    on every request but written at most once per touch interval, and a Session is
+    immutable, so the same record need not be parsed and checked again. Errors are not
+    remembered (a bad record raises every time)."""
+    return Session.from_json(data)
+
+
 def _index(user_id: int) -> str:
     return f"{{u:{user_id}}}:index"
 
@@ -234,7 +244,7 @@ class SessionManager:
         if data is None:
             return None
         try:
-            session = Session.from_json(data)
+            session = _decode(data)
         except (ValueError, TypeError):
             # A record we cannot read is treated as absent, never trusted.
             return None

@@ -62,6 +62,7 @@ class AccessClaims:
     jti: str
     iss: str
     aud: str
+    nbf: int | None = None
     extra: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({}), hash=False, repr=False
     )
@@ -92,7 +93,7 @@ class AccessTokenCodec:
         self.ttl = int(ttl)
         self.leeway = int(leeway)
         self._clock = clock
-        self._verified: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        self._verified: OrderedDict[str, tuple[dict[str, Any], str, AccessClaims]] = OrderedDict()
 
     def __repr__(self) -> str:
         return (
@@ -167,15 +168,18 @@ class AccessTokenCodec:
     def _decode(self, token: object) -> AccessClaims:
         if not isinstance(token, str):
             raise TokenError("malformed token")
+        # The key checks run every time (so a pruned key refuses its tokens at once); the
+        # header parse, the signature and the iss/aud checks are deterministic for these
+        # exact bytes, so a token seen before skips them. Times are always checked again.
+        cached = self._verified.get(token)
+        if cached is not None:
+            header, kid, claims = cached
+            if self._key_for(header).kid == kid:
+                self._verified.move_to_end(token)
+                self._check_times(claims)
+                return claims
         header = _strict_header(token)
         key = self._key_for(header)
-        # The header and key checks above run every time (so a pruned key refuses its tokens
-        # at once); the signature and iss/aud checks are deterministic for these exact bytes,
-        # so a token seen before skips them. Times are always checked again below.
-        cached = self._verified.get(token)
-        if cached is not None and cached[0] == key.kid:
-            self._verified.move_to_end(token)
-            return self._checked_claims(cached[1])
         payload = jwt.decode(
             token,
             key.verification_key,
@@ -192,8 +196,9 @@ class AccessTokenCodec:
                 "verify_nbf": False,
             },
         )
-        claims = self._checked_claims(payload)
-        self._verified[token] = (key.kid, payload)
+        claims = _claims(payload)
+        self._check_times(claims)
+        self._verified[token] = (header, key.kid, claims)
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return claims
@@ -212,30 +217,36 @@ class AccessTokenCodec:
             raise TokenError("algorithm not allowed")
         return key
 
-    def _checked_claims(self, payload: dict[str, Any]) -> AccessClaims:
-        exp = _int_claim(payload, "exp")
-        iat = _int_claim(payload, "iat")
+    def _check_times(self, claims: AccessClaims) -> None:
         now = self._clock()
-        if exp <= now - self.leeway:
+        if claims.exp <= now - self.leeway:
             raise TokenError("token expired")
-        if iat > now + self.leeway:
+        if claims.iat > now + self.leeway:
             raise TokenError("token issued in the future")
-        if "nbf" in payload and _int_claim(payload, "nbf") > now + self.leeway:
+        if claims.nbf is not None and claims.nbf > now + self.leeway:
             raise TokenError("token not yet valid")
-        if exp <= iat:
+        if claims.exp <= claims.iat:
             raise TokenError("invalid claim: exp")
-        sub, sid, jti = (_str_claim(payload, name) for name in ("sub", "sid", "jti"))
-        extra = {k: v for k, v in payload.items() if k not in _REGISTERED_CLAIMS}
-        return AccessClaims(
-            sub=sub,
-            sid=sid,
-            iat=iat,
-            exp=exp,
-            jti=jti,
-            iss=payload["iss"],
-            aud=payload["aud"],
-            extra=MappingProxyType(extra),
-        )
+
+
+def _claims(payload: dict[str, Any]) -> AccessClaims:
+    """The claims of a payload whose signature, issuer and audience were verified."""
+    exp = _int_claim(payload, "exp")
+    iat = _int_claim(payload, "iat")
+    nbf = _int_claim(payload, "nbf") if "nbf" in payload else None
+    sub, sid, jti = (_str_claim(payload, name) for name in ("sub", "sid", "jti"))
+    extra = {k: v for k, v in payload.items() if k not in _REGISTERED_CLAIMS}
+    return AccessClaims(
+        sub=sub,
+        sid=sid,
+        iat=iat,
+        exp=exp,
+        jti=jti,
+        iss=payload["iss"],
+        aud=payload["aud"],
+        nbf=nbf,
+        extra=MappingProxyType(extra),
+    )
 
 
 def _strict_header(token: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.routing import Match
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Scope
@@ -234,21 +234,28 @@ def install(
     from bastion.fastapi.health import router as health_router
     from bastion.fastapi.wellknown import router as wellknown_router
 
-    app.include_router(health_router)
-    app.include_router(wellknown_router)
-    app.include_router(api_router)
+    _add_routes(app, health_router, wellknown_router, api_router)
     install_docs(app)
     if pages:
         from bastion.fastapi.account import router as account_router
         from bastion.fastapi.admin import router as admin_router
         from bastion.fastapi.pages import router as pages_router
 
-        app.include_router(pages_router)
-        app.include_router(account_router)
-        app.include_router(admin_router)
+        _add_routes(app, pages_router, account_router, admin_router)
 
     _wrap_lifespan(app, bastion)
     return bastion
+
+
+def _add_routes(app: FastAPI, *routers: APIRouter) -> None:
+    """Put the routers' routes in the app's own list, as ``include_router`` did before
+    FastAPI 0.16x. Each included router is now matched by walking its tree on every request,
+    which cost every route declared after Bastion's (the application's own) about 60 us
+    of CPU, as much as the rest of a small request. Our routers carry no include-time
+    options (their prefix, tags and responses are already in each route), so the routes
+    and the OpenAPI document are the same either way."""
+    for router in routers:
+        app.router.routes.extend(router.routes)
 
 
 def _wrap_lifespan(app: FastAPI, bastion: Bastion) -> None:
