@@ -14,6 +14,12 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: a timing limit is a timing assertion, and on a loaded CI machine
+# it fails tests whose behaviour is fine.
+settings.register_profile("bastion", deadline=None)
+settings.load_profile("bastion")
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get(
