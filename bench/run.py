@@ -1,12 +1,23 @@
 """Load benchmark of the reference app: ratios against a bare route of the same app.
 
-    python bench/run.py [--duration 10] [--connections 16] [--redis-url redis://127.0.0.1:6379/0]
+    python bench/run.py [--rounds 5] [--duration 4] [--connections 16]
+                        [--redis-url redis://127.0.0.1:6379/0]
 
 Starts `bastion serve` single-worker (uvicorn with uvloop and httptools) on Redis stores and
-a SQLite database in a temporary folder, creates a user, and measures with wrk, side by side
-in one run: the bare route (/healthz), /api/me with the session cookie, /api/me with a
-bearer token, the /api/profile cache hit, /dashboard; then login throughput with 8
-connections, and the bare route's p99 during that login load against its p99 alone.
+a SQLite database in a temporary folder, creates a user, warms up for 3 s, and measures with
+wrk: the bare route (/healthz), /api/me with the session cookie, /api/me with a bearer token,
+the /api/profile cache hit and /dashboard, in `--rounds` rounds of `--duration` seconds per
+route. Each round starts one route later (round r starts at route r mod 5), so no route
+always follows the same one. Every ratio is taken within a round, then the median over rounds
+is shown with its min-max.
+
+Each measurement also reads the server process's own CPU time (utime + stime from
+/proc/<pid>/stat) before and after wrk, divided by the requests wrk completed. The CPU ratio
+bare CPU per request / route CPU per request is the steadier figure: the share of the bare
+route's throughput a CPU-bound single worker would reach, whatever else the machine is doing.
+
+Then login throughput with 8 connections (with the server CPU per login), and the bare
+route's p99 during that login load against its p99 alone.
 
 This machine is noisy: read the ratios, not the absolute numbers. Never run as a test.
 """
@@ -14,6 +25,7 @@ This machine is noisy: read the ratios, not the absolute numbers. Never run as a
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
@@ -24,7 +36,8 @@ import sys
 import tempfile
 import textwrap
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -33,6 +46,24 @@ BIN = Path(sys.executable).with_name("bastion")
 PASSWORD = "benchmark password 1"  # noqa: S105 - a throwaway bench account
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+BARE = "bare route (/healthz)"
+TARGETS = {
+    "/api/me, session cookie": 0.80,
+    "/api/me, bearer token": 0.80,
+    "/api/profile, cache hit": 0.85,
+}
+HEADER = (
+    f"{'route':26} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>5} {'(min-max)':>11} "
+    f"{'cpu us/req':>10} {'cpu ratio':>9} {'errors':>6}"
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,6 +73,29 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int
+    cpu_s: float = 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        """Server CPU microseconds per completed request."""
+        return self.cpu_s * 1e6 / self.requests if self.requests else math.nan
+
+
+@dataclass
+class Summary:
+    """One route over all rounds: medians, and the min-max of the req/s ratio."""
+
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    ratio: float
+    ratio_min: float
+    ratio_max: float
+    cpu_us: float
+    cpu_ratio: float
+    errors: int
 
 
 def free_port() -> int:
@@ -50,8 +104,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds, from /proc/<pid>/stat."""
+    # The command name in field 2 may hold spaces or ')': split after the last ')', where
+    # the first field is field 3 (state), so fields 14 and 15 are at indexes 11 and 12.
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children(pid: int) -> list[int]:
+    """Child processes of pid (this kernel has no /proc/<pid>/task/<tid>/children)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def parse_wrk(name: str, output: str) -> Result:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
 
     def latency(percent: str) -> float:
         match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
@@ -67,11 +143,10 @@ def parse_wrk(name: str, output: str) -> Result:
     )
     if socket_errors:
         errors += sum(int(x) for x in socket_errors.groups())
-    return Result(name, rps, latency("50"), latency("99"), errors)
+    return Result(name, rps, latency("50"), latency("99"), errors, requests)
 
 
 def wrk(
-    name: str,
     url: str,
     *,
     duration: int,
@@ -88,10 +163,22 @@ def wrk(
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def measure(name: str, url: str, **kwargs: object) -> Result:
-    process = wrk(name, url, **kwargs)  # type: ignore[arg-type]
-    output, _ = process.communicate()
-    return parse_wrk(name, output)
+def measure(
+    name: str,
+    url: str,
+    *,
+    pid: int,
+    duration: int,
+    connections: int,
+    headers: dict[str, str] | None = None,
+) -> Result:
+    """One wrk run, with the server's CPU time over it."""
+    before = cpu_seconds(pid)
+    output, _ = wrk(url, duration=duration, connections=connections, headers=headers).communicate()
+    cpu = cpu_seconds(pid) - before
+    result = parse_wrk(name, output)
+    result.cpu_s = cpu
+    return result
 
 
 def start_server(
@@ -124,6 +211,38 @@ def start_server(
         time.sleep(0.2)
 
 
+def warm_up(server_pid: int, base: str, connections: int) -> int:
+    """Warm the server for 3 s and return the pid whose CPU time grew: the one serving.
+
+    With one worker, `bastion serve` calls uvicorn.run in its own process, so this is the
+    Popen'd pid itself; a child that serves instead (a worker process) is found here.
+    """
+    pids = [server_pid, *children(server_pid)]
+    before = {pid: cpu_seconds(pid) for pid in pids}
+    wrk(f"{base}/healthz", duration=3, connections=connections).communicate()
+    grown = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
+    serving = max(grown, key=grown.__getitem__)
+    if grown[serving] <= 0:
+        raise SystemExit(f"no server CPU time measured in /proc for {pids}")
+    return serving
+
+
+def sign_in(base: str) -> tuple[str, str]:
+    """Sign the bench user in: a session cookie and a bearer token; warm the profile cache."""
+    with httpx.Client(base_url=base) as client:
+        token = CSRF.search(client.get("/login").text).group(1)  # type: ignore[union-attr]
+        client.post(
+            "/login",
+            data={"username": "speedy", "password": PASSWORD, "csrf_token": token},
+            headers={"Origin": base},
+        )
+        cookie = f"bastion_session={client.cookies['bastion_session']}"
+        grant = {"grant_type": "password", "username": "speedy", "password": PASSWORD}
+        access = client.post("/api/token", data=grant).json()["access_token"]
+        client.get("/api/profile", headers={"Authorization": f"Bearer {access}"})
+    return cookie, access
+
+
 def login_script(workdir: Path, base: str) -> Path:
     """A wrk Lua script that posts the login form with a valid pre-session and token."""
     with httpx.Client(base_url=base) as client:
@@ -146,14 +265,140 @@ def login_script(workdir: Path, base: str) -> Path:
     return script
 
 
-def main() -> int:
+def run_rounds(
+    routes: Sequence[Route], base: str, pid: int, rounds: int, duration: int, connections: int
+) -> list[dict[str, Result]]:
+    """Measure every route once per round; round r starts at route r mod len(routes)."""
+    results = []
+    for r in range(rounds):
+        start = r % len(routes)
+        order = [*routes[start:], *routes[:start]]
+        results.append(
+            {
+                route.name: measure(
+                    route.name,
+                    base + route.path,
+                    pid=pid,
+                    duration=duration,
+                    connections=connections,
+                    headers=route.headers,
+                )
+                for route in order
+            }
+        )
+    return results
+
+
+def summarize(name: str, rounds: list[dict[str, Result]]) -> Summary:
+    own = [results[name] for results in rounds]
+    ratios = [results[name].rps / results[BARE].rps for results in rounds]
+    cpu_ratios = [results[BARE].cpu_us / results[name].cpu_us for results in rounds]
+    median = statistics.median
+    return Summary(
+        name=name,
+        rps=median(r.rps for r in own),
+        p50_ms=median(r.p50_ms for r in own),
+        p99_ms=median(r.p99_ms for r in own),
+        ratio=median(ratios),
+        ratio_min=min(ratios),
+        ratio_max=max(ratios),
+        cpu_us=median(r.cpu_us for r in own),
+        cpu_ratio=median(cpu_ratios),
+        errors=sum(r.errors for r in own),
+    )
+
+
+def login_phase(base: str, pid: int, script: Path, duration: int) -> tuple[Result, Result, Result]:
+    """Bare p99 alone, then logins with the bare p99 measured during them.
+
+    The server CPU over the login window also serves the bare requests measured during it:
+    those are taken out at the CPU per request of the bare run alone (same 2 connections).
+    """
+    healthz = f"{base}/healthz"
+    quiet = measure("bare p99 alone", healthz, pid=pid, duration=duration, connections=2)
+    before = cpu_seconds(pid)
+    logins = wrk(f"{base}/login", duration=duration, connections=8, script=script)
+    time.sleep(0.5)
+    loaded = measure(
+        "bare p99 under login load",
+        healthz,
+        pid=pid,
+        duration=max(1, duration - 1),
+        connections=2,
+    )
+    login = parse_wrk("login (8 connections)", logins.communicate()[0])
+    bare_share = loaded.requests * quiet.cpu_s / quiet.requests if quiet.requests else 0.0
+    login.cpu_s = cpu_seconds(pid) - before - bare_share
+    return quiet, loaded, login
+
+
+def print_table(summaries: list[Summary], login: Result) -> None:
+    print(HEADER)
+    for s in summaries:
+        print(
+            f"{s.name:26} {s.rps:8.1f} {s.p50_ms:7.2f} {s.p99_ms:7.2f} {s.ratio:5.2f} "
+            f"{f'({s.ratio_min:.2f}-{s.ratio_max:.2f})':>11} {s.cpu_us:10.0f} "
+            f"{s.cpu_ratio:9.2f} {s.errors:6d}"
+        )
+    print(
+        f"{login.name:26} {login.rps:8.1f} {login.p50_ms:7.2f} {login.p99_ms:7.2f} "
+        f"{'':17} {login.cpu_us:10.0f} {'':9} {login.errors:6d}"
+    )
+    print(
+        "\nratio = route req/s / bare req/s in the same round, median (min-max) over rounds\n"
+        "cpu ratio = bare / route server CPU per request, median over rounds: the share of "
+        "bare throughput a CPU-bound single worker reaches"
+    )
+
+
+def print_login(quiet: Result, loaded: Result, login: Result, hash_ms: float) -> None:
+    cores = os.cpu_count() or 1
+    login_target = 0.9 * cores / (hash_ms / 1000)
+    print(
+        f"\nbare p99 alone: {quiet.p99_ms:.2f} ms; during logins: {loaded.p99_ms:.2f} ms "
+        f"(x{loaded.p99_ms / quiet.p99_ms:.2f}; target <= 3)"
+    )
+    print(
+        f"one Argon2id hash: {hash_ms:.1f} ms; login target 0.9 x {cores} cores / hash = "
+        f"{login_target:.1f}/s; measured {login.rps:.1f}/s "
+        f"({login.rps / login_target:.2f} of target)"
+    )
+    print(
+        f"server CPU per login: {login.cpu_us / 1000:.1f} ms over {login.requests} logins "
+        f"(the {loaded.requests} bare requests of the window taken out at "
+        f"{quiet.cpu_us:.0f} us each)"
+    )
+
+
+def print_verdicts(summaries: list[Summary]) -> None:
+    print("\ntargets: session /api/me >= 0.80, bearer /api/me >= 0.80, profile hit >= 0.85")
+    by_name = {s.name: s for s in summaries}
+    for name, target in TARGETS.items():
+        s = by_name[name]
+        by_rps = "met" if s.ratio >= target else "missed"
+        by_cpu = "met" if s.cpu_ratio >= target else "missed"
+        print(
+            f"  {name:26} req/s ratio {s.ratio:.2f} {by_rps:6}  "
+            f"cpu ratio {s.cpu_ratio:.2f} {by_cpu}  (target {target:.2f})"
+        )
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds over all routes")
+    parser.add_argument("--duration", type=int, default=4, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
+    if args.rounds < 1 or args.duration < 1:
+        parser.error("--rounds and --duration must be at least 1")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
 
@@ -170,91 +415,36 @@ def main() -> int:
             check=True,
             capture_output=True,
         )
-        with httpx.Client(base_url=base) as client:
-            token = CSRF.search(client.get("/login").text).group(1)  # type: ignore[union-attr]
-            client.post(
-                "/login",
-                data={"username": "speedy", "password": PASSWORD, "csrf_token": token},
-                headers={"Origin": base},
-            )
-            cookie = f"bastion_session={client.cookies['bastion_session']}"
-            grant = {"grant_type": "password", "username": "speedy", "password": PASSWORD}
-            access = client.post("/api/token", data=grant).json()["access_token"]
-            client.get("/api/profile", headers={"Authorization": f"Bearer {access}"})
-
-        common = {"duration": args.duration, "connections": args.connections}
-        warm = measure("warm-up", f"{base}/healthz", duration=3, connections=args.connections)
-        del warm
-        results = [
-            measure("bare route (/healthz)", f"{base}/healthz", **common),
-            measure(
-                "/api/me, session cookie", f"{base}/api/me", headers={"Cookie": cookie}, **common
-            ),
-            measure(
-                "/api/me, bearer token",
-                f"{base}/api/me",
-                headers={"Authorization": f"Bearer {access}"},
-                **common,
-            ),
-            measure(
-                "/api/profile, cache hit",
-                f"{base}/api/profile",
-                headers={"Cookie": cookie},
-                **common,
-            ),
-            measure("/dashboard", f"{base}/dashboard", headers={"Cookie": cookie}, **common),
+        cookie, access = sign_in(base)
+        routes = [
+            Route(BARE, "/healthz"),
+            Route("/api/me, session cookie", "/api/me", {"Cookie": cookie}),
+            Route("/api/me, bearer token", "/api/me", {"Authorization": f"Bearer {access}"}),
+            Route("/api/profile, cache hit", "/api/profile", {"Cookie": cookie}),
+            Route("/dashboard", "/dashboard", {"Cookie": cookie}),
         ]
-        bare = results[0]
+        pid = warm_up(server.pid, base, args.connections)
+        rounds = run_rounds(routes, base, pid, args.rounds, args.duration, args.connections)
+        summaries = [summarize(route.name, rounds) for route in routes]
 
         # Login throughput, and the bare route's tail latency while logins run.
         script = login_script(workdir, base)
-        quiet = measure("bare p99 alone", f"{base}/healthz", duration=args.duration, connections=2)
-        logins = wrk("login", f"{base}/login", duration=args.duration, connections=8, script=script)
-        time.sleep(0.5)
-        loaded = measure(
-            "bare p99 under login load",
-            f"{base}/healthz",
-            duration=args.duration - 1,
-            connections=2,
-        )
-        login = parse_wrk("login (8 connections)", logins.communicate()[0])
-
+        quiet, loaded, login = login_phase(base, pid, script, args.duration)
         hash_ms = hash_time()
-        cores = os.cpu_count() or 1
-        login_target = 0.9 * cores / (hash_ms / 1000)
 
         print(
-            f"\nBastion benchmark: {args.duration}s per row, {args.connections} connections, "
-            f"1 uvicorn worker, Redis stores ({time.strftime('%Y-%m-%d %H:%M')})\n"
+            f"\nBastion benchmark: {args.rounds} rounds x {args.duration}s per route (rotated "
+            f"order), {args.connections} connections, 1 uvicorn worker, Redis stores "
+            f"({time.strftime('%Y-%m-%d %H:%M')})\n"
         )
-        print(f"{'route':32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7} {'errors':>7}")
-        for result in results:
-            ratio = result.rps / bare.rps
-            print(row(result, f"{ratio:7.2f}"))
-        print(row(login, f"{'':>7}"))
-        print()
-        print(
-            f"bare p99 alone: {quiet.p99_ms:.2f} ms; during logins: {loaded.p99_ms:.2f} ms "
-            f"(x{loaded.p99_ms / quiet.p99_ms:.2f}; target <= 3)"
-        )
-        print(
-            f"one Argon2id hash: {hash_ms:.1f} ms; login target 0.9 x {cores} cores / hash = "
-            f"{login_target:.1f}/s; measured {login.rps:.1f}/s "
-            f"({login.rps / login_target:.2f} of target)"
-        )
-        print("\ntargets: session /api/me >= 0.80, bearer /api/me >= 0.80, profile hit >= 0.85")
+        print_table(summaries, login)
+        print_login(quiet, loaded, login, hash_ms)
+        print_verdicts(summaries)
     finally:
         server.terminate()
         server.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
-
-
-def row(result: Result, ratio: str) -> str:
-    return (
-        f"{result.name:32} {result.rps:9.1f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
-        f"{ratio} {result.errors:7d}"
-    )
 
 
 def hash_time(samples: int = 15) -> float:
