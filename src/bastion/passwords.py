@@ -3,7 +3,7 @@
 Design choices, in short (docs/passwords.md has the long form):
 
 * **Argon2id** via argon2-cffi, at least OWASP's m=19 MiB, t=2, p=1. ``p=1`` keeps one hash on
-  one core, which is what the async limiter (one worker thread per CPU) assumes.
+  one core, which is what the hashing pool (one worker thread per CPU) assumes.
 * **argon2-cffi and bcrypt directly, not pwdlib's ``PasswordHash``**: pwdlib raises
   ``UnknownHashError`` on garbage (we need ``(False, False)`` after dummy work); its Argon2
   ``check_needs_rehash`` flags *any* difference, so two processes with different settings
@@ -16,14 +16,16 @@ Design choices, in short (docs/passwords.md has the long form):
 * **Unknown users cost the same** as known ones: they are verified against a dummy Argon2id
   hash with the current parameters. Every failure path that skipped the real work (garbage
   hash, over-long password, a verifier error) does that dummy work too.
-* **Never on the event loop.** The ``*_async`` methods run in worker threads behind a
-  ``CapacityLimiter`` (one per event loop, default: usable CPUs less one), so a login flood queues.
+* **Never on the event loop.** The ``*_async`` methods run in a fixed pool of worker threads
+  (default: one per usable CPU), so a login flood queues; on Linux those threads run at a
+  lower CPU priority, so hashing takes only cores the event loop leaves idle.
 
 Comparisons of secret material happen inside argon2/bcrypt's C code, in constant time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import functools
@@ -31,19 +33,20 @@ import logging
 import os
 import re
 import secrets
+import sys
+import threading
 import unicodedata
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final, NamedTuple, Protocol, TypeVar
 
-import anyio
-import anyio.lowlevel
-import anyio.to_thread
 import argon2
 import argon2.exceptions
 import bcrypt
 from argon2.low_level import ARGON2_VERSION, Type
 
 __all__ = [
+    "HASHING_NICENESS",
     "MAX_PASSWORD_BYTES",
     "MIN_MEMORY_COST",
     "MIN_PARALLELISM",
@@ -60,6 +63,9 @@ MIN_MEMORY_COST: Final = 19_456  # KiB (19 MiB): OWASP Password Storage Cheat Sh
 MIN_TIME_COST: Final = 2
 MIN_PARALLELISM: Final = 1
 MAX_PASSWORD_BYTES: Final = 1024  # UTF-8 bytes of the password as given
+# Added to a hashing thread's nice value: at +10 a thread gets about a tenth of the CPU
+# share of a normal one when both want the same core.
+HASHING_NICENESS: Final = 10
 
 _TOO_LONG: Final = (
     f"password is longer than {MAX_PASSWORD_BYTES} bytes (UTF-8); it is refused, not truncated"
@@ -229,8 +235,8 @@ class Passwords:
     ``memory_cost`` is in KiB. The minimums (OWASP: 19 MiB, t=2, p=1) are enforced; raise
     them if your hardware allows (docs/passwords.md has timings). ``legacy_schemes`` are
     verify-only formats, bcrypt by default; pass ``()`` to accept Argon2 only.
-    ``max_concurrency`` bounds the worker threads the ``*_async`` methods use per event
-    loop (default: usable CPUs less one, at least 1); share one instance per process.
+    ``max_concurrency`` is the number of worker threads the ``*_async`` methods hash in
+    (default: one per usable CPU); share one instance per process.
 
     The sync methods do CPU-heavy work (tens of milliseconds): call them from threads or
     scripts, and the ``*_async`` ones from async code.
@@ -251,19 +257,15 @@ class Passwords:
         if parallelism > memory_cost // 8:
             raise ValueError("Argon2 needs memory_cost >= 8 * parallelism")
         if max_concurrency is None:
-            # Leave a core to the event loop: with every core hashing, a burst of sign-ins
-            # stalls every other request (bench/run.py: bare p99 x5 -> x2 on 2 cores).
-            max_concurrency = max(1, _usable_cpus() - 1)
+            max_concurrency = _usable_cpus()
         _check_int("max_concurrency", max_concurrency, 1)
         self._argon2 = _Argon2Scheme(memory_cost, time_cost, parallelism)
         self._legacy: tuple[HashScheme, ...] = (
             (BcryptScheme(),) if legacy_schemes is None else tuple(legacy_schemes)
         )
         self._max_concurrency = max_concurrency
-        # One limiter per event loop: anyio's limiters must not be shared across loops.
-        self._limiter_var: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
-            f"bastion.passwords.limiter.{id(self):x}"
-        )
+        self._threads: ThreadPoolExecutor | None = None
+        self._threads_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -381,17 +383,34 @@ class Passwords:
         except argon2.exceptions.InvalidHashError:
             return True
 
-    def _limiter(self) -> anyio.CapacityLimiter:
-        limiter = self._limiter_var.get(None)
-        if limiter is None:
-            limiter = anyio.CapacityLimiter(self._max_concurrency)
-            self._limiter_var.set(limiter)
-        return limiter
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._threads_lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(
+                    max_workers=self._max_concurrency,
+                    thread_name_prefix="bastion-hash",
+                    initializer=_yield_to_the_event_loop,
+                )
+            return self._threads
 
     async def _run(self, func: Callable[..., T], *args: object) -> T:
-        # Not abandoned on cancel: a cancelled request still waits for its thread, so the
-        # number of hashing threads never exceeds the limiter's tokens.
-        return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter())
+        # A fixed pool: a login flood queues here instead of starting a thread per request,
+        # and a request cancelled while queued never starts its hash.
+        return await asyncio.get_running_loop().run_in_executor(self._pool(), func, *args)
+
+
+def _yield_to_the_event_loop() -> None:
+    """Lower this hashing thread's CPU priority (Linux schedules threads one by one).
+
+    Hashing then uses every core that is otherwise idle, yet a burst of sign-ins cannot
+    take a core from an event loop: the loop's thread keeps its normal priority. Elsewhere
+    ``setpriority`` would lower the whole process, so it is left alone.
+    """
+    if sys.platform.startswith("linux"):
+        thread = threading.get_native_id()
+        with contextlib.suppress(OSError):
+            current = os.getpriority(os.PRIO_PROCESS, thread)
+            os.setpriority(os.PRIO_PROCESS, thread, min(19, current + HASHING_NICENESS))
 
 
 def _encode(password: str) -> tuple[bytes, bytes]:

@@ -7,6 +7,7 @@ import itertools
 import logging
 import os
 import re
+import sys
 import threading
 import time
 import unicodedata
@@ -18,6 +19,7 @@ import bcrypt
 import pytest
 
 from bastion.passwords import (
+    HASHING_NICENESS,
     MAX_PASSWORD_BYTES,
     MIN_MEMORY_COST,
     MIN_PARALLELISM,
@@ -436,10 +438,56 @@ async def test_concurrent_hashes_are_bounded_by_the_limiter(
     assert peak() == limit
 
 
-def test_default_concurrency_leaves_one_cpu_to_the_event_loop() -> None:
+def test_default_concurrency_is_one_hashing_thread_per_usable_cpu() -> None:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert cpus is not None
-    assert Passwords().max_concurrency == max(1, cpus - 1)
+    assert Passwords().max_concurrency == cpus
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+async def test_hashing_threads_run_at_a_lower_priority_than_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[int] = []
+    real = argon2.PasswordHasher.hash
+
+    def spy(self: argon2.PasswordHasher, password: str | bytes, **kwargs: Any) -> str:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real(self, password, **kwargs)
+
+    monkeypatch.setattr(argon2.PasswordHasher, "hash", spy)
+    loop_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    await Passwords(max_concurrency=2).hash_async("pw")
+
+    assert seen == [min(19, loop_niceness + HASHING_NICENESS)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == loop_niceness
+
+
+async def test_a_hash_cancelled_while_queued_never_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[str] = []
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    first_started = asyncio.Event()
+    real = argon2.PasswordHasher.hash
+
+    def spy(self: argon2.PasswordHasher, password: str | bytes, **kwargs: Any) -> str:
+        started.append(password.decode() if isinstance(password, bytes) else password)
+        loop.call_soon_threadsafe(first_started.set)
+        release.wait(5)
+        return real(self, password, **kwargs)
+
+    monkeypatch.setattr(argon2.PasswordHasher, "hash", spy)
+    passwords = Passwords(max_concurrency=1)
+    running = asyncio.ensure_future(passwords.hash_async("first"))
+    queued = asyncio.ensure_future(passwords.hash_async("second"))
+    await first_started.wait()
+    queued.cancel()
+    release.set()
+    await running
+
+    assert started == ["first"]
+    assert queued.cancelled()
 
 
 def test_one_instance_serves_several_event_loops(passwords: Passwords) -> None:
