@@ -155,16 +155,27 @@ class RedisStore:
                     await self._client.initialize()
                 yield
         except _REDIS_ERRORS as exc:
-            # `from None`: redis-py messages name the host and sometimes the key.
-            raise StoreUnavailable(self.component, _describe(exc, self._timeout)) from None
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        # Raise it `from None`: redis-py messages name the host and sometimes the key.
+        return StoreUnavailable(self.component, _describe(exc, self._timeout))
+
+    async def _batched(self, batcher: ReadBatcher, keys: list[str]) -> list[bytes | None]:
+        # No _guard: the batch's MGET runs under the same timeout, and its failure or
+        # timeout reaches every caller of the batch.
+        try:
+            return await batcher.get(keys)
+        except _REDIS_ERRORS as exc:
+            raise self._unavailable(exc) from None
 
     # -- the Store contract ----------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
+        if self._batcher is not None:
+            (found,) = await self._batched(self._batcher, [self._key(key)])
+            return found
         async with self._guard():
-            if self._batcher is not None:
-                (found,) = await self._batcher.get([self._key(key)])
-                return found
             value = await self._client.get(self._key(key))
         return cast(bytes | None, value)  # decode_responses=False, checked in __init__
 
@@ -172,9 +183,9 @@ class RedisStore:
         if not keys:
             return []
         full = [self._key(k) for k in keys]
+        if self._batcher is not None:
+            return await self._batched(self._batcher, full)
         async with self._guard():
-            if self._batcher is not None:
-                return await self._batcher.get(full)
             client = self._client
             if isinstance(client, RedisCluster):
                 encode = cast(Callable[[str], bytes], client.get_encoder().encode)
