@@ -17,8 +17,8 @@ Design choices, in short (docs/passwords.md has the long form):
   hash with the current parameters. Every failure path that skipped the real work (garbage
   hash, over-long password, a verifier error) does that dummy work too.
 * **Never on the event loop.** The ``*_async`` methods run in a fixed pool of worker threads
-  (default: one per usable CPU), so a login flood queues; on Linux those threads run at a
-  lower CPU priority, so hashing takes only cores the event loop leaves idle.
+  (default: usable CPUs less one), so a login flood queues; on Linux those threads run at a
+  lower CPU priority, so a busy event loop preempts them.
 
 Comparisons of secret material happen inside argon2/bcrypt's C code, in constant time.
 """
@@ -236,7 +236,7 @@ class Passwords:
     them if your hardware allows (docs/passwords.md has timings). ``legacy_schemes`` are
     verify-only formats, bcrypt by default; pass ``()`` to accept Argon2 only.
     ``max_concurrency`` is the number of worker threads the ``*_async`` methods hash in
-    (default: one per usable CPU); share one instance per process.
+    (default: usable CPUs less one, at least 1); share one instance per process.
 
     The sync methods do CPU-heavy work (tens of milliseconds): call them from threads or
     scripts, and the ``*_async`` ones from async code.
@@ -257,7 +257,12 @@ class Passwords:
         if parallelism > memory_cost // 8:
             raise ValueError("Argon2 needs memory_cost >= 8 * parallelism")
         if max_concurrency is None:
-            max_concurrency = _usable_cpus()
+            # Leave a core to the event loop. Lowering the hashing threads' priority is not
+            # enough on its own: each sign-in also costs the loop several milliseconds
+            # (database, Redis, form), so more sign-ins a second means longer queues for
+            # every other request (bench/run.py on 2 cores: bare-route p99 under sign-in
+            # load x2.3-2.8 with one hashing thread, x4-5 with two at +25 % sign-ins).
+            max_concurrency = max(1, _usable_cpus() - 1)
         _check_int("max_concurrency", max_concurrency, 1)
         self._argon2 = _Argon2Scheme(memory_cost, time_cost, parallelism)
         self._legacy: tuple[HashScheme, ...] = (
@@ -402,9 +407,9 @@ class Passwords:
 def _yield_to_the_event_loop() -> None:
     """Lower this hashing thread's CPU priority (Linux schedules threads one by one).
 
-    Hashing then uses every core that is otherwise idle, yet a burst of sign-ins cannot
-    take a core from an event loop: the loop's thread keeps its normal priority. Elsewhere
-    ``setpriority`` would lower the whole process, so it is left alone.
+    A woken event loop (its thread keeps the normal priority) then preempts a hash at once,
+    here or in another worker process on the same machine. Elsewhere ``setpriority`` would
+    lower the whole process, so it is left alone.
     """
     if sys.platform.startswith("linux"):
         thread = threading.get_native_id()

@@ -438,10 +438,10 @@ async def test_concurrent_hashes_are_bounded_by_the_limiter(
     assert peak() == limit
 
 
-def test_default_concurrency_is_one_hashing_thread_per_usable_cpu() -> None:
+def test_default_concurrency_leaves_one_cpu_to_the_event_loop() -> None:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert cpus is not None
-    assert Passwords().max_concurrency == cpus
+    assert Passwords().max_concurrency == max(1, cpus - 1)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
