@@ -13,15 +13,15 @@ import importlib
 import json
 import unicodedata
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from bastion.clock import Clock, system_clock, to_datetime
@@ -53,6 +53,8 @@ try:
     )
 except ImportError:  # pragma: no cover - asyncpg is a dependency, but SQLite needs none of it
     _DRIVER_OUTAGES = ()
+
+_H = TypeVar("_H")  # what a guarded context yields: an ORM session or a Core connection
 
 DUPLICATE_USER = "user already exists"
 UNKNOWN_USER = "user not found"
@@ -171,11 +173,20 @@ class UserRepository:
     def _now(self) -> datetime:
         return to_datetime(self.clock())
 
+    def _transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """An ORM session in a transaction, bounded and with outages translated."""
+        return self._guarded(self._sessions.begin())
+
+    def _connection(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A Core connection in a transaction, for the statements every sign-in runs: the
+        ORM's unit of work and identity map cost more than the queries themselves."""
+        return self._guarded(self.engine.begin())
+
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+    async def _guarded(self, opening: AbstractAsyncContextManager[_H]) -> AsyncIterator[_H]:
         try:
-            async with asyncio.timeout(self.timeout), self._sessions.begin() as session:
-                yield session
+            async with asyncio.timeout(self.timeout), opening as handle:
+                yield handle
         except Exception as exc:
             outage = _outage(exc, self.timeout)
             if outage is None:
@@ -365,12 +376,13 @@ class UserRepository:
             ),
         }
         try:
-            async with self._transaction() as session:
-                session.add(AuditEvent(**row))
+            async with self._connection() as connection:
+                await connection.execute(insert(AuditEvent).values(row))
         except sa_exc.IntegrityError:
             # The user (or actor) was deleted in between: keep the event, without the link.
-            async with self._transaction() as session:
-                session.add(AuditEvent(**{**row, "user_id": None, "actor_id": None}))
+            async with self._connection() as connection:
+                unlinked = {**row, "user_id": None, "actor_id": None}
+                await connection.execute(insert(AuditEvent).values(unlinked))
 
     async def list_audit(
         self, offset: int = 0, limit: int = 50, user_id: int | None = None
@@ -401,14 +413,36 @@ class UserRepository:
     # -- helpers ---------------------------------------------------------------------------
 
     async def _one(self, where: ColumnElement[bool]) -> UserRecord | None:
-        query = select(User).where(where).options(selectinload(User.roles))
-        async with self._transaction() as session:
-            user = await session.scalar(query)
-            return None if user is None else _user_record(user)
+        # One query: the user's columns with each role name (or one row with none).
+        users = User.__table__
+        query = (
+            select(users, Role.name.label("role_name"))
+            .select_from(users)
+            .outerjoin(UserRole, UserRole.user_id == users.c.id)
+            .outerjoin(Role, Role.id == UserRole.role_id)
+            .where(where)
+        )
+        async with self._connection() as connection:
+            rows = (await connection.execute(query)).all()
+        if not rows:
+            return None
+        first = rows[0]
+        return UserRecord(
+            id=first.id,
+            username=first.username,
+            email=first.email,
+            password_hash=first.password_hash,
+            is_active=first.is_active,
+            created_at=first.created_at,
+            last_login_at=first.last_login_at,
+            password_changed_at=first.password_changed_at,
+            roles=frozenset(row.role_name for row in rows if row.role_name is not None),
+        )
 
     async def _update(self, user_id: int, **values: Any) -> None:
-        async with self._transaction() as session:
-            result = await session.execute(update(User).where(User.id == user_id).values(values))
+        async with self._connection() as connection:
+            statement = update(User).where(User.id == user_id).values(values)
+            result = await connection.execute(statement)
             if _rowcount(result) == 0:
                 raise UserError(UNKNOWN_USER)
 
