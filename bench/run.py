@@ -114,7 +114,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def children(pid: int) -> list[int]:
-    """Child processes of pid (this kernel has no /proc/<pid>/task/<tid>/children)."""
+    """Child processes of pid, by scanning /proc (/proc/<pid>/task/<tid>/children needs a
+    kernel built with CONFIG_PROC_CHILDREN, which not every kernel is)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
