@@ -269,8 +269,12 @@ class Passwords:
             (BcryptScheme(),) if legacy_schemes is None else tuple(legacy_schemes)
         )
         self._max_concurrency = max_concurrency
-        self._threads: ThreadPoolExecutor | None = None
-        self._threads_lock = threading.Lock()
+        # Threads start on first use (ThreadPoolExecutor spawns them as work arrives).
+        self._threads = ThreadPoolExecutor(
+            max_workers=max_concurrency,
+            thread_name_prefix="bastion-hash",
+            initializer=_yield_to_the_event_loop,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -388,20 +392,10 @@ class Passwords:
         except argon2.exceptions.InvalidHashError:
             return True
 
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._threads_lock:
-            if self._threads is None:
-                self._threads = ThreadPoolExecutor(
-                    max_workers=self._max_concurrency,
-                    thread_name_prefix="bastion-hash",
-                    initializer=_yield_to_the_event_loop,
-                )
-            return self._threads
-
     async def _run(self, func: Callable[..., T], *args: object) -> T:
         # A fixed pool: a login flood queues here instead of starting a thread per request,
         # and a request cancelled while queued never starts its hash.
-        return await asyncio.get_running_loop().run_in_executor(self._pool(), func, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, func, *args)
 
 
 def _yield_to_the_event_loop() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -680,24 +679,6 @@ OPERATIONS: dict[str, Operation] = {
     "smembers": lambda s: s.smembers(KEY),
     "ping": lambda s: s.ping(),
 }
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback port that nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A loopback port that accepts connections and never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield sock.getsockname()[1]
 
 
 def assert_discreet(exc: StoreUnavailable, port: int) -> None:

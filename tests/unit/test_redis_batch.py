@@ -4,8 +4,7 @@ answer: each caller gets its own values, and a failure reaches every caller of t
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -85,22 +84,6 @@ async def test_a_caller_that_gives_up_leaves_the_others_their_answers(store: Red
     assert await staying == b"v"
     with pytest.raises(asyncio.CancelledError):
         await leaving
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        yield sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("server", ["closed_port", "silent_port"])

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -356,23 +355,6 @@ async def test_audit_events_outlive_their_user(repo: UserRepository) -> None:
 
 async def test_ping_answers_on_a_live_database(repo: UserRepository) -> None:
     await repo.ping()
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that accepts connections and never says a word."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield sock.getsockname()[1]
 
 
 def _assert_safe(exc: StoreUnavailable, *secrets_: str) -> None:

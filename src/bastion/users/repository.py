@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Row, Select, delete, func, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -125,7 +125,8 @@ def _page(offset: int, limit: int) -> tuple[int, int]:
     return offset, limit
 
 
-def _user_record(user: User, roles: Iterable[str] | None = None) -> UserRecord:
+def _user_record(user: User | Row[Any], roles: Iterable[str] | None = None) -> UserRecord:
+    """From an ORM user (its roles loaded) or a row of the users table (``roles`` given)."""
     names = frozenset(r.name for r in user.roles) if roles is None else frozenset(roles)
     return UserRecord(
         id=user.id,
@@ -426,18 +427,8 @@ class UserRepository:
             rows = (await connection.execute(query)).all()
         if not rows:
             return None
-        first = rows[0]
-        return UserRecord(
-            id=first.id,
-            username=first.username,
-            email=first.email,
-            password_hash=first.password_hash,
-            is_active=first.is_active,
-            created_at=first.created_at,
-            last_login_at=first.last_login_at,
-            password_changed_at=first.password_changed_at,
-            roles=frozenset(row.role_name for row in rows if row.role_name is not None),
-        )
+        roles = [row.role_name for row in rows if row.role_name is not None]
+        return _user_record(rows[0], roles)
 
     async def _update(self, user_id: int, **values: Any) -> None:
         async with self._connection() as connection:
