@@ -3,6 +3,7 @@
 
     python3 dev.py demo     # the reference app on the embedded default (SQLite)
     python3 dev.py test     # the whole test suite
+    python3 dev.py lint     # ruff check, ruff format --check and mypy --strict (as CI does)
 
 It keeps a virtual environment in ``.venv`` and reinstalls the project (with its test
 extras) only when ``pyproject.toml`` changes. Anything after the command is passed on
@@ -26,26 +27,42 @@ STAMP = VENV / ".bastion-installed"
 
 
 def ensure_environment() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit("Bastion needs Python 3.11 or newer")
     if not PYTHON.exists():
         print("creating .venv ...", flush=True)
         try:
             venv.create(VENV, with_pip=True)
-        except Exception as error:  # noqa: BLE001 - explain, then stop
+        except Exception as error:
             sys.exit(f"could not create .venv ({error}); on Debian: apt-get install python3-venv")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
     print("installing Bastion and its test tools into .venv ...", flush=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)  # noqa: S603 - our own argv
+    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)  # noqa: S603
     STAMP.write_text(wanted)
 
 
+def lint(rest: list[str]) -> int:
+    """The checks CI runs before the tests, over the whole repository, with the pinned
+    versions of pyproject.toml; the first failure stops."""
+    checks = [
+        [str(BIN / "ruff"), "check", "."],
+        [str(BIN / "ruff"), "format", "--check", "."],
+        [str(BIN / "mypy"), *rest],  # files and --strict come from pyproject.toml
+    ]
+    for check in checks:
+        print("$", " ".join(Path(check[0]).name if i == 0 else a for i, a in enumerate(check)))
+        status = subprocess.call(check, cwd=ROOT)  # noqa: S603 - our own argv
+        if status:
+            return status
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "serve", "bastion"}:
+    if not argv or argv[0] not in {"demo", "test", "lint", "serve", "bastion"}:
         print(__doc__)
         return 2
     ensure_environment()
@@ -53,11 +70,13 @@ def main(argv: list[str]) -> int:
     if command == "test":
         # One worker per core; a module's tests stay together (they share live servers).
         args = [str(PYTHON), "-m", "pytest", "-n", "auto", "--dist", "loadscope", *rest]
+    elif command == "lint":
+        return lint(rest)
     elif command == "bastion":
         args = [str(BIN / "bastion"), *rest]
     else:
         args = [str(BIN / "bastion"), command, *rest]
-    return subprocess.call(args, cwd=ROOT)
+    return subprocess.call(args, cwd=ROOT)  # noqa: S603 - our own argv
 
 
 if __name__ == "__main__":

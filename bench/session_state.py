@@ -49,7 +49,9 @@ def record(raw_id: str, user_id: int, now: float) -> Session:
     )
 
 
-async def fill(client: redis_asyncio.Redis, prefix: str, start: int, stop: int) -> list[str]:
+async def fill(
+    client: redis_asyncio.Redis | redis_asyncio.RedisCluster, prefix: str, start: int, stop: int
+) -> list[str]:
     """Store sessions start..stop-1; returns a sample of their raw ids."""
     now = system_clock()
     sample: list[str] = []
@@ -109,7 +111,9 @@ async def main() -> None:
         await client.aclose()
 
 
-async def bytes_per_session(client: redis_asyncio.Redis, prefix: str, raw_ids: list[str]) -> float:
+async def bytes_per_session(
+    client: redis_asyncio.Redis | redis_asyncio.RedisCluster, prefix: str, raw_ids: list[str]
+) -> float:
     """Record plus its share of the index sets (set growth measured over the same sample)."""
     record_bytes = [
         await client.memory_usage(f"{prefix}:s:{session_key(raw_id)}") or 0 for raw_id in raw_ids

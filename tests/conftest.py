@@ -21,7 +21,13 @@ from hypothesis import settings
 settings.register_profile("bastion", deadline=None)
 settings.load_profile("bastion")
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+def ci_requested(value: str | None) -> bool:
+    """Whether ``CI`` asks for CI rules: any of the usual spellings of true (CI services set
+    ``true``, people type ``1``); anything else, unset included, is a local run."""
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+IN_CI = ci_requested(os.environ.get("CI"))
 POSTGRES_URL = os.environ.get(
     "BASTION_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, ViewportSize
 
 from tests.conftest import backend_missing
 from tests.live import LiveServer, live_server
@@ -90,7 +90,7 @@ def test_two_browsers_see_each_other_and_one_revokes_the_other(server: LiveServe
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
-            viewport = {"width": 1100, "height": 760}
+            viewport: ViewportSize = {"width": 1100, "height": 760}
             laptop = browser.new_context(viewport=viewport).new_page()
             phone = browser.new_context(
                 viewport={"width": 390, "height": 800},

@@ -140,11 +140,15 @@ class Library:
 
         return self.run(work)
 
-    def add_session(self, user: UserRecord, **details: str) -> str:
+    def add_session(
+        self, user: UserRecord, *, ip: str | None = None, user_agent: str | None = None
+    ) -> str:
         """Start a session for ``user``; returns its public id (what ``sessions`` shows)."""
 
         async def work(services: Services) -> str:
-            _, session = await services.sessions.create(user.id, username=user.username, **details)
+            _, session = await services.sessions.create(
+                user.id, username=user.username, ip=ip, user_agent=user_agent
+            )
             return session.key
 
         return self.run(work)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,10 @@ def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+MakeSettings = Callable[..., Settings]
+SiteFactory = Callable[[Settings], Awaitable["Site"]]
+
+
 @pytest.fixture
 def make_settings(
     tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
@@ -114,7 +118,7 @@ def make_settings(
 
 
 @pytest_asyncio.fixture
-async def site_factory() -> AsyncIterator[Callable[[Settings], Any]]:
+async def site_factory() -> AsyncIterator[SiteFactory]:
     stack: list[Any] = []
 
     async def start(settings: Settings) -> Site:
@@ -131,9 +135,7 @@ async def site_factory() -> AsyncIterator[Callable[[Settings], Any]]:
 
 
 @pytest_asyncio.fixture
-async def site(
-    site_factory: Callable[[Settings], Any], make_settings: Callable[..., Settings]
-) -> Site:
+async def site(site_factory: SiteFactory, make_settings: MakeSettings) -> Site:
     result: Site = await site_factory(make_settings())
     return result
 

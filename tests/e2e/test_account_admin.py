@@ -7,7 +7,15 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import ORIGIN, PASSWORD, Site, csrf_token, login
+from tests.e2e.conftest import (
+    ORIGIN,
+    PASSWORD,
+    MakeSettings,
+    Site,
+    SiteFactory,
+    csrf_token,
+    login,
+)
 
 NEW_PASSWORD = "a much better passphrase 42"
 
@@ -160,7 +168,9 @@ async def test_registration_is_closed_by_default(client: httpx.AsyncClient) -> N
     assert (await client.get("/register")).status_code == 404
 
 
-async def test_registration_creates_an_account_and_signs_in(site_factory, make_settings) -> None:
+async def test_registration_creates_an_account_and_signs_in(
+    site_factory: SiteFactory, make_settings: MakeSettings
+) -> None:
     site = await site_factory(make_settings(registration="open"))
     async with site.client() as client:
         page = await client.get("/register")
@@ -182,7 +192,9 @@ async def test_registration_creates_an_account_and_signs_in(site_factory, make_s
         assert "Welcome Carol" in (await client.get("/dashboard")).text
 
 
-async def test_registration_refuses_common_and_lookalike_input(site_factory, make_settings) -> None:
+async def test_registration_refuses_common_and_lookalike_input(
+    site_factory: SiteFactory, make_settings: MakeSettings
+) -> None:
     site = await site_factory(make_settings(registration="open"))
     await site.create_user("alice")
     async with site.client() as client:

@@ -9,7 +9,15 @@ import json
 import httpx
 
 from bastion import keys
-from tests.e2e.conftest import ORIGIN, PASSWORD, Site, csrf_token, login
+from tests.e2e.conftest import (
+    ORIGIN,
+    PASSWORD,
+    MakeSettings,
+    Site,
+    SiteFactory,
+    csrf_token,
+    login,
+)
 
 SWAGGER_HEADERS = {
     "Accept": "application/json, text/plain, */*",
@@ -58,7 +66,10 @@ async def test_access_token_carries_the_contract_claims(
     user_id = await site.create_user("alice")
     token = (await tokens_for(client))["access_token"]
     header_b64, payload_b64, _ = token.split(".")
-    pad = lambda part: part + "=" * (-len(part) % 4)  # noqa: E731
+
+    def pad(part: str) -> str:
+        return part + "=" * (-len(part) % 4)
+
     header = json.loads(base64.urlsafe_b64decode(pad(header_b64)))
     payload = json.loads(base64.urlsafe_b64decode(pad(payload_b64)))
     assert header["typ"] == "at+jwt"
@@ -173,7 +184,7 @@ async def test_ten_parallel_refreshes_yield_exactly_one_success(
 
 
 async def test_refresh_never_outlives_the_session_absolute_end(
-    site_factory, make_settings, store_kind: str
+    site_factory: SiteFactory, make_settings: MakeSettings, store_kind: str
 ) -> None:
     site = await site_factory(
         make_settings(session_absolute_timeout=3600, session_idle_timeout=600)

@@ -167,7 +167,9 @@ def routes(site: Site) -> Site:
 # -- helpers -----------------------------------------------------------------------------
 
 
-async def bearer_for(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> dict:
+async def bearer_for(
+    client: httpx.AsyncClient, username: str, password: str = PASSWORD
+) -> dict[str, Any]:
     response = await client.post(
         "/api/token", data={"grant_type": "password", "username": username, "password": password}
     )
@@ -511,7 +513,7 @@ def test_user_and_role_scopes_need_a_principal_parameter() -> None:
 
     for scope in ("user", "role"):
         with pytest.raises(TypeError, match="needs a principal parameter"):
-            cached(ttl=60, scope=scope, vary=["q"])(anonymous)  # type: ignore[arg-type]
+            cached(ttl=60, scope=scope, vary=["q"])(anonymous)
 
 
 def test_public_scope_refuses_an_endpoint_that_sees_the_caller() -> None:

@@ -82,12 +82,12 @@ def server_log(live: LiveServer, data_dir: Path) -> str:
 def create_user(live: LiveServer, name: str, *roles: str) -> None:
     """Adds a user through Bastion's services on the server's own settings, in this process
     (a ``bastion users create`` run costs seconds of imports on a busy machine)."""
-    values = {
+    values: dict[str, Any] = {
         key.removeprefix("BASTION_").lower(): value
         for key, value in live.env.items()
         if key.startswith("BASTION_")
     }
-    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, **values)
 
     async def run() -> None:
         services = await open_services(settings)

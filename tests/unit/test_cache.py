@@ -206,6 +206,12 @@ class LocalTZ(tzinfo):
     def utcoffset(self, dt: datetime | None) -> timedelta:
         return timedelta(hours=1)
 
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+    def tzname(self, dt: datetime | None) -> str:
+        return "+01"
+
 
 @pytest.mark.parametrize(
     "value",
@@ -575,7 +581,7 @@ async def test_a_hit_costs_exactly_one_store_call(
     store: Store, clock: FakeClock, scope: str
 ) -> None:
     recording = Instrumented(store)
-    cache = Cache(recording, clock=clock)  # type: ignore[arg-type]
+    cache = Cache(recording, clock=clock)
     for name in SCOPES:  # generations that exist, as in a running app
         await bump(cache, name)
     await cache.invalidate_role("admin")
@@ -662,7 +668,7 @@ async def test_role_scope_works_with_generations_in_different_cluster_slots(
     assert len({key_slot(k.encode()) * 3 // 16384 for k in key.generation_keys()}) == 3
     async with open_store(spread_backend, clock, "cache", component="cache") as store:
         recording = Instrumented(store)
-        cache = Cache(recording, clock=clock)  # type: ignore[arg-type]
+        cache = Cache(recording, clock=clock)
         for role in roles:
             await cache.invalidate_role(role)
         calls = Calls()
@@ -719,7 +725,7 @@ async def test_concurrent_misses_of_different_users_do_not_share(cache: Cache) -
 
 async def test_waiting_callers_share_the_leaders_error(store: Store, clock: FakeClock) -> None:
     instrumented = Instrumented(store)
-    cache = Cache(instrumented, clock=clock)  # type: ignore[arg-type]
+    cache = Cache(instrumented, clock=clock)
     runs = 0
     started, fail = asyncio.Event(), asyncio.Event()
 
@@ -747,7 +753,7 @@ async def test_a_cancelled_leader_hands_over_to_a_waiting_caller(
     store: Store, clock: FakeClock
 ) -> None:
     instrumented = Instrumented(store)
-    cache = Cache(instrumented, clock=clock)  # type: ignore[arg-type]
+    cache = Cache(instrumented, clock=clock)
     runs = 0
     leader_started = asyncio.Event()
 
@@ -827,7 +833,7 @@ def breakable(clock: FakeClock) -> Instrumented:
 
 @pytest.fixture
 def fragile_cache(breakable: Instrumented, clock: FakeClock) -> Cache:
-    return Cache(breakable, clock=clock, retry_interval=5)  # type: ignore[arg-type]
+    return Cache(breakable, clock=clock, retry_interval=5)
 
 
 def outage_messages(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -340,7 +340,7 @@ async def test_unusual_account_names_are_kept_apart(store: Store, names: tuple[s
 
 async def test_store_keys_never_contain_the_account_name_or_address(store: Store) -> None:
     recording = RecordingStore(store)
-    limiter = throttle(recording, max_failures=1, ip_limit=(1, 60))  # type: ignore[arg-type]
+    limiter = throttle(recording, max_failures=1, ip_limit=(1, 60))
     name = "alice{hash}:* \x00evil"
     await fail(limiter, name, "198.51.100.23")
     await limiter.succeeded(name, "198.51.100.23")
@@ -415,14 +415,14 @@ async def test_attempts_without_an_address_are_limited_by_account_only(store: St
 
 
 async def test_concurrent_failures_all_count(store: Store) -> None:
-    limiter = throttle(InterleavingStore(store), max_failures=50)  # type: ignore[arg-type]
+    limiter = throttle(InterleavingStore(store), max_failures=50)
     await asyncio.gather(*(fail(limiter) for _ in range(50)))
     assert await limiter.failures("alice") == 50
     assert await retry_after(limiter) == 1
 
 
 async def test_concurrent_attempts_cannot_exceed_the_failure_budget(store: Store) -> None:
-    limiter = throttle(InterleavingStore(store), max_failures=3)  # type: ignore[arg-type]
+    limiter = throttle(InterleavingStore(store), max_failures=3)
     results = await asyncio.gather(*(admitted(limiter) for _ in range(20)))
     # Two free attempts, then the single attempt that holds the block.
     assert results.count(True) == 3
@@ -431,7 +431,7 @@ async def test_concurrent_attempts_cannot_exceed_the_failure_budget(store: Store
 async def test_in_backoff_only_one_attempt_at_a_time_is_admitted(
     store: Store, elapse: Elapse
 ) -> None:
-    limiter = throttle(InterleavingStore(store), max_failures=1, max_backoff=8)  # type: ignore[arg-type]
+    limiter = throttle(InterleavingStore(store), max_failures=1, max_backoff=8)
     await fail(limiter)
     await elapse(1)
     results = await asyncio.gather(*(admitted(limiter) for _ in range(10)))
@@ -444,7 +444,7 @@ async def test_in_backoff_only_one_attempt_at_a_time_is_admitted(
 
 @pytest.mark.parametrize("step", ["check", "failed", "succeeded"])
 async def test_store_outage_fails_closed(step: str) -> None:
-    limiter = LoginThrottle(DownStore())  # type: ignore[arg-type]
+    limiter = LoginThrottle(DownStore())
     with pytest.raises(StoreUnavailable):
         await getattr(limiter, step)("alice", IP)
 

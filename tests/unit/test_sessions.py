@@ -14,7 +14,7 @@ import json
 import re
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,10 @@ class RecordingStore:
     async def get(self, key: str) -> bytes | None:
         self.calls["get"] += 1
         return await self.inner.get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self.calls["get_many"] += 1
+        return await self.inner.get_many(keys)
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         self.calls["set"] += 1
