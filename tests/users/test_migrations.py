@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,12 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import Connection
 
 import bastion.users.models  # noqa: F401  (the user tables join the shared metadata)
 from bastion.db import create_engine, metadata
+from bastion.exceptions import UserError
 from bastion.migrate import (
     MIGRATIONS_DIR,
     current_revision,
@@ -23,6 +25,8 @@ from bastion.migrate import (
     head_revision,
     upgrade,
 )
+from bastion.users.models import User, username_skeleton
+from bastion.users.repository import UserRepository
 
 EXPECTED_TABLES = {
     "alembic_version",
@@ -108,7 +112,83 @@ async def test_constraints_carry_the_naming_convention_names(database_url: str) 
     found = await _inspect(database_url, names)
 
     assert found["fks"] == {"fk_user_roles_user_id_users", "fk_user_roles_role_id_roles"}
-    assert found["indexes"] == {"ix_users_username_key", "ix_users_email_key"}
+    assert found["indexes"] == {
+        "ix_users_username_key",
+        "ix_users_email_key",
+        "ix_users_username_skeleton",
+    }
+
+
+async def _users_at_0001(url: str, names: list[str]) -> None:
+    """A database at revision 0001 holding users ``names`` (ids 1, 2, ... in that order)."""
+    await upgrade(url, "0001")
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "username": name,
+            "username_key": name.casefold(),
+            "password_hash": "x",
+            "is_active": True,
+            "created_at": now,
+            "password_changed_at": now,
+        }
+        for name in names
+    ]
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for row in rows:  # one by one: ids follow the list
+                await conn.execute(insert(User).values(row))
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_to_0002_keeps_look_alike_accounts_and_the_oldest_guards_the_name(
+    database_url: str,
+) -> None:
+    # Made before look-alikes were refused: "admın" has a dotless i.
+    await _users_at_0001(database_url, ["admin", "bob", "adm\u0131n"])
+
+    await upgrade(database_url)
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            query = select(User.id, User.username_skeleton).order_by(User.id)
+            skeletons = (await conn.execute(query)).all()
+        repo = UserRepository(engine)
+        with pytest.raises(UserError, match="user already exists"):
+            await repo.create_user("ADM\u0130N", "x")
+        younger = await repo.get_by_username("adm\u0131n")
+    finally:
+        await engine.dispose()
+
+    assert skeletons == [
+        (1, username_skeleton("admin")),
+        (2, username_skeleton("bob")),
+        (3, None),  # looks like user 1, who keeps the digest
+    ]
+    assert younger is not None  # the younger look-alike still signs in
+    assert younger.id == 3
+
+
+async def test_downgrade_from_0002_keeps_the_users(database_url: str) -> None:
+    await _users_at_0001(database_url, ["alice"])
+    await upgrade(database_url)
+
+    await downgrade(database_url, "0001")
+
+    def columns(conn: Connection) -> set[str]:
+        return {column["name"] for column in inspect(conn).get_columns("users")}
+
+    assert "username_skeleton" not in await _inspect(database_url, columns)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            names = (await conn.execute(text("SELECT username FROM users"))).scalars().all()
+    finally:
+        await engine.dispose()
+    assert names == ["alice"]
 
 
 async def test_downgrade_to_base_removes_every_table(database_url: str) -> None:
@@ -160,8 +240,9 @@ def test_migration_files_ship_inside_the_package() -> None:
     assert (packaged / "script.py.mako").is_file()
     assert (packaged / "env.py").is_file()
     assert (packaged / "versions" / "0001_initial.py").is_file()
+    assert (packaged / "versions" / "0002_username_skeleton.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0001"
+    assert head_revision() == "0002"
 
 
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])

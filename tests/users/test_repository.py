@@ -72,6 +72,101 @@ async def test_ligature_usernames_collide_with_plain_letters(
         await repo.create_user(second, HASH)
 
 
+# Unicode TR39 confusables: different code points, the same look.
+CYRILLIC_A_ADMIN = "\u0430dmin"  # Cyrillic small a
+DOTLESS_I_ADMIN = "adm\u0131n"  # Latin small dotless i
+DOTTED_CAPITAL_I_ADMIN = "ADM\u0130N"  # Latin capital I with dot above: folds to "i\u0307"
+
+
+@pytest.mark.parametrize(
+    "look_alike", [DOTLESS_I_ADMIN, DOTTED_CAPITAL_I_ADMIN, "adrnin", "ADRNIN"]
+)
+async def test_confusable_usernames_are_refused_as_duplicates(
+    repo: UserRepository, look_alike: str
+) -> None:
+    await repo.create_user("admin", HASH)
+
+    with pytest.raises(UserError) as refused:
+        await repo.create_user(look_alike, HASH)
+
+    assert str(refused.value) == "user already exists"  # word for word a duplicate's answer
+    assert await repo.count_users() == 1
+
+
+async def test_the_older_look_alike_blocks_the_plain_name_too(repo: UserRepository) -> None:
+    await repo.create_user(DOTLESS_I_ADMIN, HASH)
+
+    with pytest.raises(UserError, match="user already exists"):
+        await repo.create_user("Admin", HASH)
+
+
+async def test_whole_script_look_alike_is_refused(repo: UserRepository) -> None:
+    await repo.create_user("paypal", HASH)
+
+    # All Cyrillic but the final Latin "l": mixes scripts, refused before any comparison.
+    with pytest.raises(UserError, match="scripts"):
+        await repo.create_user("\u0440\u0430\u0443\u0440\u0430l", HASH)
+    # All Cyrillic, so one script, yet it looks just like "paypa".
+    await repo.create_user("paypa", HASH)
+    with pytest.raises(UserError, match="user already exists"):
+        await repo.create_user("\u0440\u0430\u0443\u0440\u0430", HASH)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (CYRILLIC_A_ADMIN, "scripts"),
+        ("alpha\u03b2eta", "scripts"),  # Latin with a Greek beta
+        ("admin\u3164", "invisible"),  # Hangul filler: a letter that shows nothing
+        ("ad\u034fmin", "invisible"),  # combining grapheme joiner
+        ("admin\ufe0f", "invisible"),  # variation selector
+        ("ad\u200bmin", "invisible"),  # zero-width space (a format character)
+    ],
+)
+async def test_new_names_must_be_visible_and_of_one_script(
+    repo: UserRepository, name: str, message: str
+) -> None:
+    with pytest.raises(UserError, match=message):
+        await repo.create_user(name, HASH)
+    assert await repo.count_users() == 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u0418\u0432\u0430\u043d",
+        "\u0395\u03bb\u03ad\u03bd\u03b7",
+        "\u5c71\u7530\u305f\u308d\u3046",
+        "tanaka\u592a\u90ce",
+        "\u0130smail",
+        "j\u00f6rg.m\u00fcller-2",
+        "\u0e2a\u0e21\u0e0a\u0e32\u0e22",
+    ],
+)
+async def test_names_in_one_script_or_latin_with_cjk_are_accepted(
+    repo: UserRepository, name: str
+) -> None:
+    created = await repo.create_user(name, HASH)
+
+    assert created.username == name
+    assert await repo.get_by_username(name) == created
+
+
+async def test_concurrent_look_alike_registrations_let_exactly_one_win(
+    repo: UserRepository,
+) -> None:
+    names = ["admin", DOTLESS_I_ADMIN, DOTTED_CAPITAL_I_ADMIN, "adrnin", "ADMIN"]
+
+    results = await asyncio.gather(
+        *(repo.create_user(name, HASH) for name in names), return_exceptions=True
+    )
+
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == len(names) - 1
+    assert all(isinstance(e, UserError) and str(e) == "user already exists" for e in errors)
+    assert await repo.count_users() == 1
+
+
 async def test_unknown_or_invalid_username_is_not_found(repo: UserRepository) -> None:
     await repo.create_user("alice", HASH)
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from bastion.confusables import has_invisible, mixes_scripts, skeleton_digest
 from bastion.db import metadata
 from bastion.exceptions import UserError
 
@@ -33,6 +34,7 @@ SESSION_REF_MAX_LENGTH = 64
 IP_MAX_LENGTH = 64
 EVENT_MAX_LENGTH = 64
 AUDIT_USERNAME_MAX_LENGTH = 255
+SKELETON_DIGEST_LENGTH = 64  # SHA-256, hex
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -78,6 +80,12 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
     username_key: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH), unique=True, index=True)
+    # Digest of the UTS #39 skeleton of username_key: unique, so no two accounts look alike.
+    # NULL only for accounts that already looked like an older one when the column came
+    # (migration 0002); the older account keeps the digest and so still blocks new look-alikes.
+    username_skeleton: Mapped[str | None] = mapped_column(
+        String(SKELETON_DIGEST_LENGTH), unique=True, index=True
+    )
     email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH))
     email_key: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH), unique=True, index=True)
     password_hash: Mapped[str] = mapped_column(String(1024))
@@ -171,6 +179,28 @@ def normalize_username(name: str) -> str:
     return key
 
 
+def username_skeleton(key: str) -> str:
+    """The look-alike key of a user-name key (from :func:`normalize_username`): names that
+    look alike ("admin", and "admin" spelled with a Cyrillic a or a dotless i) share it. A
+    digest of the key's UTS #39 skeleton; see :mod:`bastion.confusables`."""
+    return skeleton_digest(key)
+
+
+def check_new_username(name: str) -> str:
+    """The comparison key of the name of a *new* account, after the stricter rules new names
+    follow: no invisible characters, and letters of one script (UTS #39 "Highly
+    Restrictive"). Existing accounts keep signing in under :func:`normalize_username`.
+
+    Raises :class:`UserError` with a message fit to show the user.
+    """
+    key = normalize_username(name)
+    if has_invisible(name) or has_invisible(key):
+        raise UserError("user name contains invisible or control characters")
+    if mixes_scripts(key):
+        raise UserError("user name mixes letters of different scripts (alphabets)")
+    return key
+
+
 def normalize_email(email: str) -> str:
     """The comparison key of an e-mail address (NFKC, lower case).
 
@@ -209,8 +239,10 @@ __all__: list[str] = [
     "UTCDateTime",
     "User",
     "UserRole",
+    "check_new_username",
     "fold",
     "normalize_email",
     "normalize_role",
     "normalize_username",
+    "username_skeleton",
 ]

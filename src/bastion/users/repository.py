@@ -36,10 +36,12 @@ from bastion.users.models import (
     Role,
     User,
     UserRole,
+    check_new_username,
     fold,
     normalize_email,
     normalize_role,
     normalize_username,
+    username_skeleton,
 )
 
 try:
@@ -207,10 +209,14 @@ class UserRepository:
     ) -> UserRecord:
         """Create a user; look-alike names and e-mail addresses count as duplicates.
 
+        Names that fold to the same key (case, compatibility forms) or share a UTS #39
+        skeleton ("admin" spelled with a Cyrillic a, next to "admin") are the same name. New
+        names must also pass :func:`check_new_username` (one script, nothing invisible).
         A blank ``email`` is stored as none. Raises ``UserError("user already exists")``
-        even when a concurrent call wins the race (the unique indexes decide).
+        for every kind of duplicate, even when a concurrent call wins the race (the unique
+        indexes decide).
         """
-        key = normalize_username(username)
+        key = check_new_username(username)
         email_display = email.strip() if email is not None and email.strip() else None
         email_key = normalize_email(email_display) if email_display is not None else None
         role_names = {normalize_role(r) for r in roles}
@@ -219,6 +225,7 @@ class UserRepository:
             user = User(
                 username=username.strip(),
                 username_key=key,
+                username_skeleton=username_skeleton(key),
                 email=email_display,
                 email_key=email_key,
                 password_hash=password_hash,
