@@ -296,7 +296,7 @@ async def test_docs_page_is_served_from_local_assets(client: httpx.AsyncClient) 
     assert response.status_code == 200
     assert "cdn." not in response.text
     assert "script-src 'self'" in response.headers["content-security-policy"]
-    asset = await client.get("/_bastion/swagger/swagger-ui-bundle.js")
+    asset = await client.get("/_bastion/static/swagger-ui/swagger-ui-bundle.js")
     assert asset.status_code == 200
 
 

@@ -6,6 +6,8 @@ window.addEventListener("load", function () {
     dom_id: "#swagger-ui",
     deepLinking: true,
     persistAuthorization: false,
+    // No badge from the public validator: it would send the spec's address to a third party.
+    validatorUrl: null,
     presets: [SwaggerUIBundle.presets.apis],
     layout: "BaseLayout",
   });

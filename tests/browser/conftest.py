@@ -1,0 +1,71 @@
+"""Browser fixtures: a real ``bastion serve`` with user alice (admin), and Debian's headless
+Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.conftest import backend_missing
+from tests.live import LiveServer, live_server
+
+# Screenshots for a person to look at (git-ignored).
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+PASSWORD = "browser test password 1"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        backend_missing("Debian's chromium is not installed (.ci/install-packages installs it)")
+    assert path is not None
+    return path
+
+
+@pytest.fixture
+def server(tmp_path: Path, redis_url: str, redis_prefix: str) -> Iterator[LiveServer]:
+    data = tmp_path / "data"
+    data.mkdir()
+    # A prefix per server: each test's database starts its user ids at 1 again.
+    prefix = f"{redis_prefix}:browser-{secrets.token_hex(4)}"
+    extra = {"BASTION_REDIS_URL": redis_url, "BASTION_REDIS_PREFIX": prefix}
+    with live_server(data, extra) as live:
+        created = live.cli(
+            "users", "create", "alice", "--role", "admin", "--password-stdin", stdin=PASSWORD + "\n"
+        )
+        assert created.returncode == 0, created.stderr
+        yield live
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def sign_in(page: Page, url: str) -> None:
+    page.goto(f"{url}/login")
+    page.get_by_label("User name").fill("alice")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{url}/dashboard")
