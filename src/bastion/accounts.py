@@ -14,7 +14,7 @@ from bastion.audit import AuditTrail
 from bastion.exceptions import UserError
 from bastion.passwords import Passwords
 from bastion.policy import check_password
-from bastion.sessions import SessionManager
+from bastion.sessions import Session, SessionManager
 from bastion.users.repository import UserRecord, UserRepository
 
 UserChanged = Callable[[int], Awaitable[None]]
@@ -115,28 +115,47 @@ class Accounts:
         return ended
 
     async def set_roles(
-        self, user_id: int, roles: Iterable[str], *, actor_id: int | None = None, **context: Any
-    ) -> set[str]:
-        """Replace the user's roles; live sessions see the new roles on their next request."""
+        self,
+        user_id: int,
+        roles: Iterable[str],
+        *,
+        actor_id: int | None = None,
+        current: Session | None = None,
+        **context: Any,
+    ) -> tuple[str, Session] | None:
+        """Replace the user's roles. A change of privilege (a role added or removed) ends
+        every session of the user, and their tokens with them: no session id or CSRF
+        secret from before the change carries the new privileges. Other browsers' cookies
+        cannot be rewritten, so those sessions end; only ``current``, the session making
+        the change, is kept when it is the user's own (an administrator changing their own
+        roles): it is rotated to a new id and CSRF secret holding the new roles, and that
+        (raw id, session) is returned for the caller to send as the new cookie. Otherwise
+        None."""
         user = await self.require(user_id)
         await self.users.set_roles(user_id, roles)
         now = await self.users.roles_of(user_id)
-        if user.roles - now:
-            # Losing a role ends the sessions: an in-flight write-back of a session record
-            # could otherwise restore the old roles for a moment.
-            await self.sessions.end_all_for_user(user_id)
-        else:
-            await self.sessions.update_user(user_id, roles=now)
+        if now == user.roles:
+            return None
+        keep = current if current is not None and current.user_id == user_id else None
+        ended = await self.sessions.end_all_for_user(
+            user_id, keep=keep.key if keep is not None else None
+        )
+        renewed = await self.sessions.rotate(keep, roles=now) if keep is not None else None
         await self._changed(user_id)
         await self.audit.record(
             "user.roles_changed",
             user_id=user_id,
             username=user.username,
             actor_id=actor_id,
-            detail={"before": sorted(user.roles), "after": sorted(now)},
+            detail={
+                "before": sorted(user.roles),
+                "after": sorted(now),
+                "sessions_ended": len(ended),
+                "session_rotated": renewed is not None,
+            },
             **context,
         )
-        return now
+        return renewed
 
     async def delete(self, user_id: int, *, actor_id: int | None = None, **context: Any) -> None:
         user = await self.require(user_id)

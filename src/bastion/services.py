@@ -69,6 +69,7 @@ def session_policy(settings: Settings) -> SessionPolicy:
         idle_timeout=settings.session_idle_timeout,
         absolute_timeout=settings.session_absolute_timeout,
         remember_me_timeout=settings.remember_me_timeout,
+        remember_me_idle_timeout=settings.remember_me_idle_timeout,
         api_idle_timeout=settings.refresh_token_ttl,
         touch_interval=settings.session_touch_interval,
         max_per_user=settings.max_sessions_per_user,

@@ -43,9 +43,17 @@ class SessionPolicy:
     idle_timeout: int = 1800
     absolute_timeout: int = 43_200
     remember_me_timeout: int = 2_592_000
+    remember_me_idle_timeout: int = 1_209_600
     api_idle_timeout: int = 1_209_600
     touch_interval: int = 60
     max_per_user: int = 0
+
+    def idle_timeout_for(self, kind: SessionKind, *, remember: bool) -> int:
+        """API sessions idle as long as a refresh token lives; "remember me" browser
+        sessions have their own, longer, idle timeout."""
+        if kind == "api":
+            return self.api_idle_timeout
+        return self.remember_me_idle_timeout if remember else self.idle_timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +67,9 @@ class Session:
     absolute_expires_at: float
     idle_timeout: int
     csrf_secret: str
-    # A snapshot of who the user is, so an authenticated request costs one store read;
-    # kept current by `update_user` when names or roles change.
+    # A snapshot of who the user is, so an authenticated request costs one store read.
+    # Roles never change under a live session: a role change ends the user's sessions, or
+    # rotates the one making it (Accounts.set_roles); `update_user` keeps names current.
     username: str = ""
     email: str | None = None
     roles: tuple[str, ...] = ()
@@ -190,7 +199,7 @@ class SessionManager:
             created_at=now,
             last_seen_at=now,
             absolute_expires_at=now + lifetime,
-            idle_timeout=policy.api_idle_timeout if kind == "api" else policy.idle_timeout,
+            idle_timeout=policy.idle_timeout_for(kind, remember=remember),
             csrf_secret=new_csrf_secret(),
             username=username,
             email=email,
@@ -209,9 +218,12 @@ class SessionManager:
             await self._enforce_limit(user_id, keep=session.key)
         return raw_id, session
 
-    async def rotate(self, session: Session) -> tuple[str, Session] | None:
-        """The same session under a new id and CSRF secret (after a privilege change).
-        None when the session ended meanwhile: a revoked session is never renewed."""
+    async def rotate(
+        self, session: Session, *, roles: Iterable[str] | None = None
+    ) -> tuple[str, Session] | None:
+        """The same session under a new id and CSRF secret (after a privilege change),
+        holding ``roles`` when given. None when the session ended meanwhile: a revoked
+        session is never renewed."""
         if not await self.end(session.key):
             return None
         raw_id = secrets.token_urlsafe(32)
@@ -220,6 +232,7 @@ class SessionManager:
             key=session_key(raw_id),
             csrf_secret=new_csrf_secret(),
             last_seen_at=self.clock(),
+            roles=session.roles if roles is None else tuple(sorted(roles)),
         )
         await self.store.sadd(_index(session.user_id), renewed.key)
         await self.store.sadd("all", renewed.key)
@@ -256,13 +269,21 @@ class SessionManager:
         return session
 
     async def touch(self, session: Session) -> Session:
-        """Record activity, writing at most once per ``touch_interval`` seconds."""
+        """Record activity, writing at most once per :meth:`touch_interval`."""
         now = self.clock()
-        if now - session.last_seen_at < self.policy.touch_interval:
+        if now - session.last_seen_at < self.touch_interval(session):
             return session
         touched = replace(session, last_seen_at=now)
         await self._save(touched)
         return touched
+
+    def touch_interval(self, session: Session) -> float:
+        """Seconds between two last-seen writes of ``session``: the configured interval,
+        but never more than a quarter of the session's idle timeout. The idle clock runs
+        from the last write, so activity then always restarts it with at least three
+        quarters of it left: a session (or refresh chain) in use never expires, whatever
+        the settings."""
+        return min(self.policy.touch_interval, session.idle_timeout / 4)
 
     async def update(self, session: Session, **changes: Any) -> Session:
         changed = replace(session, **changes)

@@ -131,8 +131,18 @@ class Settings(BaseSettings):
     remember_me_timeout: int = Field(
         2_592_000, gt=0, description="Absolute timeout, seconds, of a 'remember me' session."
     )
+    remember_me_idle_timeout: int = Field(
+        1_209_600,
+        gt=0,
+        description="Seconds of inactivity that end a 'remember me' session (never past "
+        "its absolute timeout).",
+    )
     session_touch_interval: int = Field(
-        60, ge=0, description="At most one last-seen write per session per this many seconds."
+        60,
+        ge=0,
+        description="At most one last-seen write per session per this many seconds; "
+        "never more than a quarter of the session's idle timeout, so activity always "
+        "keeps a session alive.",
     )
     max_sessions_per_user: int = Field(
         0, ge=0, description="Sessions a user may hold at once (the oldest ends); 0: no limit."

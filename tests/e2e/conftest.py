@@ -79,6 +79,24 @@ async def csrf_token(client: httpx.AsyncClient, path: str = "/dashboard") -> str
     return csrf_from((await client.get(path)).text)
 
 
+async def site_state(site: Site) -> tuple[Any, ...]:
+    """Everything a form route could change: users (password hash, state, roles, last
+    login), every live session (with its roles and CSRF secret) and the audit log."""
+    services = site.bastion.services
+    users = await services.users.list_users(None, 0, 100)
+    sessions = sorted(
+        (s.key, s.user_id, s.roles, s.csrf_secret) for s in await services.sessions.list_all()
+    )
+    return users, sessions, await services.users.count_audit()
+
+
+def assert_refused(response: httpx.Response) -> None:
+    """A CSRF refusal: 403 and no cookie set (no new session, no cleared one)."""
+    assert response.status_code == 403, response.text
+    assert "CSRF" in response.text
+    assert response.headers.get_list("set-cookie") == []
+
+
 def _store_settings(kind: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     if kind == "redis":
         url = request.getfixturevalue("redis_url")

@@ -13,8 +13,10 @@ from tests.e2e.conftest import (
     MakeSettings,
     Site,
     SiteFactory,
+    assert_refused,
     csrf_token,
     login,
+    site_state,
 )
 
 NEW_PASSWORD = "a much better passphrase 42"
@@ -74,8 +76,11 @@ async def test_revoke_needs_a_csrf_token(site: Site, client: httpx.AsyncClient) 
     await site.create_user("alice")
     await login(client, "alice")
     sid = (await client.get("/api/me")).json()["session_id"]
+    before = await site_state(site)
     response = await client.post(f"/account/sessions/{sid}/revoke", headers=ORIGIN)
-    assert response.status_code == 403
+    assert_refused(response)
+    assert await site_state(site) == before
+    assert await site.bastion.services.sessions.get(sid) is not None
 
 
 async def test_sign_out_everywhere_else_keeps_only_this_session(site: Site) -> None:
@@ -263,29 +268,121 @@ async def test_admin_disable_ends_the_users_sessions(site: Site) -> None:
         assert "user.disabled" in events
 
 
-async def test_admin_role_change_reaches_live_sessions(site: Site) -> None:
+async def api_tokens(client: httpx.AsyncClient, username: str) -> dict[str, str]:
+    grant = {"grant_type": "password", "username": username, "password": PASSWORD}
+    response = await client.post("/api/token", data=grant)
+    assert response.status_code == 200, response.text
+    tokens: dict[str, str] = response.json()
+    return tokens
+
+
+async def test_granting_a_role_ends_the_users_sessions_and_tokens(site: Site) -> None:
     await site.create_user("root", roles=("admin",))
     alice_id = await site.create_user("alice")
-    async with site.client() as admin, site.client() as alice:
+    async with site.client() as admin, site.client() as alice, site.client() as api:
         await login(admin, "root")
         await login(alice, "alice")
+        tokens = await api_tokens(api, "alice")
         assert (await alice.get("/admin/users")).status_code == 403
         response = await post_form(
             admin, f"/admin/users/{alice_id}/roles", {"roles": "admin, staff"}, page="/admin/users"
         )
         assert response.status_code == 303
+        # The session that was not an admin's a moment ago does not become one.
+        assert (await alice.get("/admin/users")).status_code == 303
+        bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+        assert (await api.get("/api/me", headers=bearer)).status_code == 401
+        refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        assert (await api.post("/api/token", data=refresh)).status_code == 400
+        # Signing in again gives a new session that holds the new roles.
+        await login(alice, "alice")
         assert (await alice.get("/api/me")).json()["roles"] == ["admin", "staff"]
         assert (await alice.get("/admin/users")).status_code == 200
+        # The admin making the change was not touched.
+        assert (await admin.get("/admin/users")).status_code == 200
+        event = next(
+            e
+            for e in await site.bastion.services.users.list_audit(0, 20)
+            if e.event == "user.roles_changed"
+        )
+        assert event.detail is not None
+        assert event.detail["sessions_ended"] == 2
+
+
+async def test_changing_my_own_roles_rotates_my_session(site: Site) -> None:
+    root_id = await site.create_user("root", roles=("admin",))
+    sessions = site.bastion.services.sessions
+    async with site.client() as browser, site.client() as other_browser:
+        await login(browser, "root", remember=True)
+        await login(other_browser, "root")
+        old_id = browser.cookies["bastion_session"]
+        old = await sessions.load(old_id)
+        assert old is not None
+        old_token = await csrf_token(browser, "/admin/users")
+        response = await browser.post(
+            f"/admin/users/{root_id}/roles",
+            data={"roles": "admin, auditor", "csrf_token": old_token},
+            headers=ORIGIN,
+        )
+        assert response.status_code == 303
+        cookie = next(
+            h for h in response.headers.get_list("set-cookie") if h.startswith("bastion_session=")
+        )
+        new_id = cookie.split(";", 1)[0].split("=", 1)[1]
+        assert f"Max-Age={site.bastion.settings.remember_me_timeout}" in cookie
+        new = await sessions.load(new_id)
+        assert new is not None
+        # New id, new CSRF secret, the new roles; the old id is dead.
+        assert new_id != old_id
+        assert await sessions.load(old_id) is None
+        assert new.csrf_secret != old.csrf_secret
+        assert new.roles == ("admin", "auditor")
+        assert new.created_at == old.created_at  # rotation never extends a session
+        assert new.absolute_expires_at == old.absolute_expires_at
+        # A token of the old secret is worthless for the rotated session.
+        refused = await browser.post("/logout", data={"csrf_token": old_token}, headers=ORIGIN)
+        assert_refused(refused)
+        assert (await browser.get("/api/me")).json()["roles"] == ["admin", "auditor"]
+        # The admin's other browser could not be given a new cookie: it is signed out.
+        assert (await other_browser.get("/dashboard")).status_code == 303
+        assert [s.key for s in await sessions.list_for_user(root_id)] == [new.key]
+
+
+async def test_set_roles_keeps_the_callers_session_only_when_it_is_the_users_own(
+    site: Site,
+) -> None:
+    root_id = await site.create_user("root", roles=("admin",))
+    alice_id = await site.create_user("alice")
+    sessions = site.bastion.services.sessions
+    accounts = site.bastion.accounts
+    _, root_session = await sessions.create(root_id, roles=["admin"])
+    _, alice_session = await sessions.create(alice_id)
+    # Changing someone else: the caller's session is neither rotated nor ended.
+    assert await accounts.set_roles(alice_id, ["staff"], current=root_session) is None
+    assert await sessions.get(root_session.key) == root_session
+    assert await sessions.get(alice_session.key) is None
+    # Setting the roles a user already has changes no privilege and ends nothing.
+    _, alice_again = await sessions.create(alice_id, roles=["staff"])
+    assert await accounts.set_roles(alice_id, ["staff"]) is None
+    assert await sessions.get(alice_again.key) is not None
+    # Removing a role through Accounts directly ends the sessions too.
+    assert await accounts.set_roles(alice_id, []) is None
+    assert await sessions.list_for_user(alice_id) == []
 
 
 async def test_admin_actions_need_csrf(site: Site, client: httpx.AsyncClient) -> None:
     await site.create_user("root", roles=("admin",))
     alice_id = await site.create_user("alice")
     await login(client, "root")
+    before = await site_state(site)
     response = await client.post(
         f"/admin/users/{alice_id}/active", data={"active": "0"}, headers=ORIGIN
     )
-    assert response.status_code == 403
+    assert_refused(response)
+    assert await site_state(site) == before
+    alice = await site.bastion.services.users.get_by_id(alice_id)
+    assert alice is not None
+    assert alice.is_active
 
 
 async def test_admin_revokes_any_session(site: Site) -> None:
@@ -333,21 +430,32 @@ async def test_every_form_route_refuses_a_post_without_the_csrf_token(
     site = await site_factory(make_settings(registration="open"))
     await site.create_user("root", roles=("admin",))
     other = await site.create_user("alice")
-    async with site.client() as client:
+    async with site.client() as client, site.client() as second:
         await login(client, "root")
+        await login(second, "root")
         sid = (await client.get("/api/me")).json()["session_id"]
-        routes = [
-            "/logout",
-            "/login",
-            "/register",
-            "/account/password",
-            "/account/sessions/revoke-others",
-            f"/account/sessions/{sid}/revoke",
-            f"/admin/users/{other}/active",
-            f"/admin/users/{other}/roles",
-            f"/admin/sessions/{sid}/revoke",
-        ]
-        for path in routes:
-            response = await client.post(path, data={"x": "1"}, headers=ORIGIN)
-            assert response.status_code == 403, path
+        # Each form filled in as its route would accept it, but for the token.
+        new_password = {"new_password": NEW_PASSWORD, "new_password_confirm": NEW_PASSWORD}
+        routes = {
+            "/logout": {},
+            "/login": {"username": "alice", "password": PASSWORD},
+            "/register": {
+                "username": "mallory",
+                "email": "m@example.com",
+                "password": NEW_PASSWORD,
+                "password_confirm": NEW_PASSWORD,
+            },
+            "/account/password": {"current_password": PASSWORD, **new_password},
+            "/account/sessions/revoke-others": {},
+            f"/account/sessions/{sid}/revoke": {},
+            f"/admin/users/{other}/active": {"active": "0"},
+            f"/admin/users/{other}/roles": {"roles": "admin"},
+            f"/admin/sessions/{sid}/revoke": {},
+        }
+        before = await site_state(site)
+        for path, form in routes.items():
+            response = await client.post(path, data=form, headers=ORIGIN)
+            assert_refused(response)
+        assert await site_state(site) == before  # passwords, roles, sessions, audit log
         assert (await client.get("/dashboard")).status_code == 200
+        assert (await second.get("/dashboard")).status_code == 200

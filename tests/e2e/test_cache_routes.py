@@ -292,7 +292,8 @@ async def test_role_change_drops_the_users_entries(site: Site, client: httpx.Asy
     tokens = await bearer_for(client, "alice")
     before = await profile(client, tokens)
     await site.bastion.accounts.set_roles(user_id, ["admin"])
-    after = await profile(client, tokens)  # gaining a role keeps the session
+    # Gaining a role ends the session; a new one must not see the cached answer.
+    after = await profile(client, await bearer_for(client, "alice"))
     assert after["roles"] == ["admin"]
     assert after["cached_at"] != before["cached_at"]
 
@@ -342,6 +343,7 @@ async def test_a_user_given_a_role_moves_to_that_roles_summary(
     bob = await bearer_for(client, "bob")
     assert (await client.get("/api/summary", headers=auth(bob))).json()["view"] == "user"
     await site.bastion.accounts.set_roles(bob_id, ["admin"])
+    bob = await bearer_for(client, "bob")  # the role change ended bob's session
     assert (await client.get("/api/summary", headers=auth(bob))).json() == admins
 
 

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
+import pytest
 
 from bastion.sessions import session_key
-from tests.e2e.conftest import ORIGIN, PASSWORD, Site, csrf_from, csrf_token, login
+from tests.e2e.conftest import (
+    ORIGIN,
+    PASSWORD,
+    Site,
+    assert_refused,
+    csrf_from,
+    csrf_token,
+    login,
+    site_state,
+)
 
 
 def session_cookie(response: httpx.Response) -> str | None:
@@ -100,22 +111,25 @@ async def test_wrong_password_unknown_user_and_disabled_account_look_the_same(
 async def test_login_without_csrf_token_is_refused(site: Site, client: httpx.AsyncClient) -> None:
     await site.create_user("alice")
     await client.get("/login")
+    before = await site_state(site)
     response = await client.post(
         "/login", data={"username": "alice", "password": PASSWORD}, headers=ORIGIN
     )
-    assert response.status_code == 403
-    assert session_cookie(response) is None
+    assert_refused(response)
+    assert await site_state(site) == before  # no session, no last-login, no audit entry
 
 
 async def test_login_from_another_origin_is_refused(site: Site, client: httpx.AsyncClient) -> None:
     await site.create_user("alice")
     page = await client.get("/login")
+    before = await site_state(site)
     response = await client.post(
         "/login",
         data={"username": "alice", "password": PASSWORD, "csrf_token": csrf_from(page.text)},
         headers={"Origin": "https://evil.example"},
     )
-    assert response.status_code == 403
+    assert_refused(response)
+    assert await site_state(site) == before
 
 
 async def test_login_without_origin_or_referer_is_refused(
@@ -123,11 +137,13 @@ async def test_login_without_origin_or_referer_is_refused(
 ) -> None:
     await site.create_user("alice")
     page = await client.get("/login")
+    before = await site_state(site)
     response = await client.post(
         "/login",
         data={"username": "alice", "password": PASSWORD, "csrf_token": csrf_from(page.text)},
     )
-    assert response.status_code == 403
+    assert_refused(response)
+    assert await site_state(site) == before
 
 
 async def test_csrf_token_rotates_at_login(site: Site, client: httpx.AsyncClient) -> None:
@@ -137,9 +153,85 @@ async def test_csrf_token_rotates_at_login(site: Site, client: httpx.AsyncClient
     form = {"username": "alice", "password": PASSWORD, "csrf_token": before}
     assert (await client.post("/login", data=form, headers=ORIGIN)).status_code == 303
     # The pre-login token no longer works for the signed-in session.
+    state = await site_state(site)
     response = await client.post("/logout", data={"csrf_token": before}, headers=ORIGIN)
-    assert response.status_code == 403
+    assert_refused(response)
+    assert await site_state(site) == state
     assert (await client.get("/dashboard")).status_code == 200
+
+
+JUNK_BEARER = {"Authorization": "Bearer junk"}
+
+
+@pytest.mark.parametrize("origin", [{}, ORIGIN], ids=["no-origin", "same-origin"])
+async def test_a_junk_bearer_header_does_not_let_logout_skip_csrf(
+    site: Site, client: httpx.AsyncClient, origin: dict[str, str]
+) -> None:
+    await site.create_user("alice")
+    raw = session_cookie(await login(client, "alice"))
+    before = await site_state(site)
+    response = await client.post("/logout", headers={**JUNK_BEARER, **origin})
+    assert_refused(response)
+    assert await site_state(site) == before
+    assert await site.bastion.services.sessions.load(raw) is not None
+    assert (await client.get("/dashboard")).status_code == 200
+
+
+@pytest.mark.parametrize("origin", [{}, ORIGIN], ids=["no-origin", "same-origin"])
+@pytest.mark.parametrize("signed_in", [False, True], ids=["pre-session", "session"])
+async def test_a_junk_bearer_header_does_not_let_login_skip_csrf(
+    site: Site, client: httpx.AsyncClient, origin: dict[str, str], signed_in: bool
+) -> None:
+    # A forged login (into the attacker's account) with the victim's cookie riding along.
+    await site.create_user("alice")
+    await site.create_user("mallory")
+    if signed_in:
+        await login(client, "alice")
+    else:
+        await client.get("/login")  # the signed pre-session cookie
+    before = await site_state(site)
+    response = await client.post(
+        "/login",
+        data={"username": "mallory", "password": PASSWORD},
+        headers={**JUNK_BEARER, **origin},
+    )
+    assert_refused(response)
+    assert await site_state(site) == before  # no new session, the old one still live
+    if signed_in:
+        assert (await client.get("/api/me")).json()["username"] == "alice"
+
+
+@pytest.mark.parametrize("origin", [{}, ORIGIN], ids=["no-origin", "same-origin"])
+async def test_a_junk_bearer_header_does_not_let_admin_forms_skip_csrf(
+    site: Site, client: httpx.AsyncClient, origin: dict[str, str]
+) -> None:
+    await site.create_user("root", roles=("admin",))
+    alice = await site.create_user("alice")
+    await login(client, "root")
+    before = await site_state(site)
+    response = await client.post(
+        f"/admin/users/{alice}/roles", data={"roles": "admin"}, headers={**JUNK_BEARER, **origin}
+    )
+    assert_refused(response)
+    assert await site_state(site) == before
+    assert await site.bastion.services.users.roles_of(alice) == set()
+
+
+async def test_bearer_only_requests_need_no_csrf_token(
+    site: Site, client: httpx.AsyncClient
+) -> None:
+    await site.create_user("alice")
+    grant = {"grant_type": "password", "username": "alice", "password": PASSWORD}
+    tokens = [(await client.post("/api/token", data=grant)).json() for _ in range(2)]
+    assert len(client.cookies.jar) == 0  # an API client: no cookie of ours
+    bearer = {"Authorization": f"Bearer {tokens[0]['access_token']}"}
+    other = (
+        await client.get(
+            "/api/me", headers={"Authorization": f"Bearer {tokens[1]['access_token']}"}
+        )
+    ).json()["session_id"]
+    response = await client.delete(f"/api/sessions/{other}", headers=bearer)
+    assert response.status_code == 204
 
 
 async def test_masked_tokens_differ_per_response(site: Site, client: httpx.AsyncClient) -> None:
@@ -169,8 +261,10 @@ async def test_logout_ends_the_session_server_side(site: Site, client: httpx.Asy
 async def test_logout_without_token_is_refused(site: Site, client: httpx.AsyncClient) -> None:
     await site.create_user("alice")
     await login(client, "alice")
+    before = await site_state(site)
     response = await client.post("/logout", headers=ORIGIN)
-    assert response.status_code == 403
+    assert_refused(response)
+    assert await site_state(site) == before
     assert (await client.get("/dashboard")).status_code == 200
 
 
@@ -210,6 +304,44 @@ async def test_remember_me_sets_a_persistent_cookie(site: Site, client: httpx.As
         h for h in response.headers.get_list("set-cookie") if h.startswith("bastion_session=")
     )
     assert f"Max-Age={site.bastion.settings.remember_me_timeout}" in header
+
+
+async def test_remember_me_sessions_get_their_own_idle_timeout(
+    site_factory: Any, make_settings: Any
+) -> None:
+    site = await site_factory(make_settings(remember_me_idle_timeout=7_200))
+    await site.create_user("alice")
+    sessions = site.bastion.services.sessions
+    async with site.client() as remembered, site.client() as plain:
+        remembered_id = session_cookie(await login(remembered, "alice", remember=True))
+        plain_id = session_cookie(await login(plain, "alice"))
+    remembered_session = await sessions.load(remembered_id)
+    plain_session = await sessions.load(plain_id)
+    assert remembered_session is not None
+    assert plain_session is not None
+    assert remembered_session.idle_timeout == 7_200
+    assert plain_session.idle_timeout == site.bastion.settings.session_idle_timeout == 1_800
+
+
+async def test_login_page_explains_keep_me_signed_in(site_factory: Any, make_settings: Any) -> None:
+    default = await site_factory(make_settings())
+    async with default.client() as client:
+        page = (await client.get("/login")).text
+    help_text = re.search(r'id="remember-help">([^<]*)<', page)
+    assert help_text is not None
+    assert "up to 30 days" in help_text.group(1)
+    assert "at least once every 14 days" in help_text.group(1)
+    assert "after 30 minutes without a visit" in help_text.group(1)
+    assert 'aria-describedby="remember-help"' in page
+    custom = await site_factory(
+        make_settings(
+            remember_me_timeout=604_800, remember_me_idle_timeout=86_400, session_idle_timeout=5400
+        )
+    )
+    async with custom.client() as client:
+        page = (await client.get("/login")).text
+    assert "up to 7 days, as long as you visit at least once every 1 day." in page
+    assert "after 90 minutes without a visit" in page
 
 
 async def test_security_headers_are_on_every_page(client: httpx.AsyncClient) -> None:

@@ -175,6 +175,14 @@ def clears(response: httpx.Response, name: str) -> bool:
     return any(h.startswith(f"{name}=;") and "Max-Age=0" in h for h in set_cookies(response))
 
 
+def assert_refused(harness: Harness, response: httpx.Response, reason: str = "") -> None:
+    """A CSRF refusal: 403, the route never ran (so nothing changed), and no cookie set."""
+    assert response.status_code == 403, response.text
+    assert reason in response.text
+    assert harness.app_calls == 0
+    assert set_cookies(response) == []
+
+
 @pytest.fixture
 def harness() -> Harness:
     return Harness()
@@ -354,10 +362,13 @@ async def test_login_sets_the_session_cookie_and_drops_the_presession(harness: H
     signed_in = await harness.request("GET", "/state", cookies={SESSION: raw_id})
     assert signed_in.json()["user_id"] == 42
     assert signed_in.json()["secret"] != anonymous.json()["secret"]
+    calls = harness.app_calls
     stale = await harness.request(
         "POST", "/form", cookies={SESSION: raw_id}, data={"csrf_token": token}
     )
     assert stale.status_code == 403
+    assert harness.app_calls == calls
+    assert set_cookies(stale) == []
     fresh = await harness.request(
         "POST", "/form", cookies={SESSION: raw_id}, data={"csrf_token": signed_in.json()["token"]}
     )
@@ -388,29 +399,74 @@ async def test_safe_methods_need_no_token(harness: Harness, method: str) -> None
 async def test_unsafe_request_without_token_is_403(harness: Harness, method: str) -> None:
     raw_id, _ = await harness.signed_in()
     response = await harness.request(method, "/raw", cookies={SESSION: raw_id}, content=b"x")
-    assert response.status_code == 403
-    assert "token missing" in response.text
-    assert harness.app_calls == 0
+    assert_refused(harness, response, "token missing")
 
 
 async def test_anonymous_post_without_presession_is_403(harness: Harness) -> None:
     response = await harness.request("POST", "/login", data={"csrf_token": "x"})
-    assert response.status_code == 403
-    assert harness.app_calls == 0
+    assert_refused(harness, response, "no session")
+    assert await harness.manager.list_for_user(42) == []
 
 
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
-async def test_bearer_requests_skip_the_check(harness: Harness, scheme: str) -> None:
-    raw_id, _ = await harness.signed_in()
+async def test_bearer_only_requests_skip_the_check(harness: Harness, scheme: str) -> None:
     response = await harness.request(
         "POST",
         "/raw",
-        cookies={SESSION: raw_id},
         headers={"Authorization": f"{scheme} some.jwt.token", "Origin": "https://evil.example"},
         content=b"payload",
     )
     assert response.status_code == 200
     assert response.json()["length"] == 7
+
+
+async def _cookie_of(harness: Harness, kind: str) -> str:
+    if kind == "session":
+        raw_id, _ = await harness.signed_in()
+        return f"{SESSION}={raw_id}"
+    if kind == "ended-session":
+        raw_id, _ = await harness.signed_in()
+        await harness.manager.end_all_for_user(42)
+        return f"{SESSION}={raw_id}"
+    signed = cookie_value(await harness.request("GET", "/state"), PRE)
+    if kind == "presession":
+        return f"{PRE}={signed}"
+    return f"{PRE}=forged"
+
+
+@pytest.mark.parametrize("kind", ["session", "ended-session", "presession", "bad-presession"])
+@pytest.mark.parametrize("path", ["/logout", "/login"])
+@pytest.mark.parametrize("origin", [{}, {"Origin": ORIGIN}], ids=["no-origin", "same-origin"])
+async def test_a_bearer_header_does_not_exempt_a_request_carrying_our_cookies(
+    harness: Harness, kind: str, path: str, origin: dict[str, str]
+) -> None:
+    cookie = await _cookie_of(harness, kind)
+    sessions_before = await harness.manager.list_for_user(42)
+    harness.app_calls = 0
+    transport = httpx.ASGITransport(app=harness.app)
+    async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as http:
+        response = await http.post(
+            path, headers={"Cookie": cookie, "Authorization": "Bearer junk", **origin}
+        )
+    assert response.status_code == 403, response.text
+    assert harness.app_calls == 0  # neither logged out nor logged in
+    assert await harness.manager.list_for_user(42) == sessions_before
+    if kind != "ended-session":  # a dead session cookie is cleared, as on any request
+        assert set_cookies(response) == []
+
+
+async def test_a_request_with_our_cookie_and_a_bearer_passes_with_a_valid_token(
+    harness: Harness,
+) -> None:
+    raw_id, token = await harness.signed_in()
+    response = await harness.request(
+        "POST",
+        "/raw",
+        cookies={SESSION: raw_id},
+        headers={"Authorization": "Bearer some.jwt.token", "X-CSRF-Token": token},
+        content=b"payload",
+    )
+    assert response.status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -427,7 +483,7 @@ async def test_credentials_a_browser_attaches_by_itself_do_not_skip_the_check(
         cookies={SESSION: raw_id},
         headers={"Authorization": authorization, "Origin": "https://evil.example"},
     )
-    assert response.status_code == 403
+    assert_refused(harness, response)
     assert await harness.manager.load(raw_id) is not None
 
 
@@ -489,7 +545,7 @@ async def test_multipart_form_needs_the_header(harness: Harness) -> None:
     without = await harness.request(
         "POST", "/form", cookies={SESSION: raw_id}, data={"csrf_token": token}, files={"f": b"x"}
     )
-    assert without.status_code == 403
+    assert_refused(harness, without, "token missing")
     with_header = await harness.request(
         "POST",
         "/form",
@@ -521,7 +577,7 @@ async def test_missing_or_malformed_form_token_is_403(harness: Harness, body: by
         headers={"Content-Type": "application/x-www-form-urlencoded"},
         content=body,
     )
-    assert response.status_code == 403
+    assert_refused(harness, response)
 
 
 async def test_two_token_fields_are_refused(harness: Harness) -> None:
@@ -533,7 +589,7 @@ async def test_two_token_fields_are_refused(harness: Harness) -> None:
         headers=FORM,
         content=urlencode([("csrf_token", token), ("csrf_token", token)]),
     )
-    assert response.status_code == 403
+    assert_refused(harness, response, "token missing")
 
 
 async def test_token_of_another_session_is_refused(harness: Harness) -> None:
@@ -542,8 +598,7 @@ async def test_token_of_another_session_is_refused(harness: Harness) -> None:
     response = await harness.request(
         "POST", "/form", cookies={SESSION: raw_id}, data={"csrf_token": other_token}
     )
-    assert response.status_code == 403
-    assert "token incorrect" in response.text
+    assert_refused(harness, response, "token incorrect")
 
 
 @pytest.mark.parametrize(
@@ -562,7 +617,7 @@ async def test_cross_origin_is_refused_even_with_a_token(
     response = await harness.request(
         "POST", "/form", cookies={SESSION: raw_id}, headers=headers, data={"csrf_token": token}
     )
-    assert response.status_code == 403
+    assert_refused(harness, response)
 
 
 async def test_trusted_origin_and_same_origin_referer_pass(harness: Harness) -> None:
@@ -588,6 +643,8 @@ async def test_trusted_origin_and_same_origin_referer_pass(harness: Harness) -> 
         )
     assert referer.status_code == 200
     assert neither.status_code == 403
+    assert "origin missing" in neither.text
+    assert set_cookies(neither) == []
 
 
 async def test_exempt_paths_are_skipped(harness: Harness) -> None:

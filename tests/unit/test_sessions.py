@@ -23,6 +23,9 @@ import pytest
 from bastion.clock import FakeClock
 from bastion.csrf import SECRET_LENGTH
 from bastion.db import create_engine
+from bastion.exceptions import TokenError
+from bastion.refresh import RefreshTokens
+from bastion.services import session_policy
 from bastion.sessions import (
     MAX_USER_AGENT,
     Session,
@@ -31,6 +34,7 @@ from bastion.sessions import (
     is_session_key,
     session_key,
 )
+from bastion.settings import Settings
 from bastion.stores.base import Store
 from bastion.stores.memory import MemoryStore
 from bastion.stores.sql import SQLStore, create_store_tables
@@ -38,12 +42,14 @@ from bastion.stores.sql import SQLStore, create_store_tables
 IDLE = 600
 ABSOLUTE = 3_600
 REMEMBER = 86_400
+REMEMBER_IDLE = 14_400
 API_IDLE = 7_200
 TOUCH = 60
 POLICY = SessionPolicy(
     idle_timeout=IDLE,
     absolute_timeout=ABSOLUTE,
     remember_me_timeout=REMEMBER,
+    remember_me_idle_timeout=REMEMBER_IDLE,
     api_idle_timeout=API_IDLE,
     touch_interval=TOUCH,
 )
@@ -390,9 +396,96 @@ async def test_remember_me_uses_the_remember_me_timeout(
         loaded = await manager.load(raw_id)
         assert loaded is not None
         await manager.touch(loaded)
-    # ...but the idle timeout still applies.
-    clock.advance(IDLE + 1)
+    # ...but its own idle timeout still applies.
+    clock.advance(REMEMBER_IDLE + 1)
     assert await manager.load(raw_id) is None
+
+
+async def test_remember_me_sessions_outlive_the_ordinary_idle_timeout(
+    manager: SessionManager, clock: FakeClock
+) -> None:
+    remembered_id, remembered = await manager.create(3, remember=True)
+    plain_id, plain = await manager.create(3)
+    assert (remembered.idle_timeout, plain.idle_timeout) == (REMEMBER_IDLE, IDLE)
+    clock.advance(IDLE + 1)  # away longer than an ordinary session may idle
+    assert await manager.load(plain_id) is None
+    assert await manager.load(remembered_id) is not None
+    clock.advance(REMEMBER_IDLE - IDLE)  # REMEMBER_IDLE + 1 without a visit in all
+    assert await manager.load(remembered_id) is None
+
+
+async def test_the_remembered_idle_timeout_never_passes_the_absolute_end(
+    store: RecordingStore, clock: FakeClock
+) -> None:
+    policy = SessionPolicy(remember_me_timeout=1_000, remember_me_idle_timeout=5_000)
+    manager = SessionManager(store, policy, clock)
+    raw_id, session = await manager.create(3, remember=True)
+    assert session.expires_at == session.created_at + 1_000
+    clock.advance(1_000)
+    assert await manager.load(raw_id) is None
+
+
+async def test_touch_interval_is_at_most_a_quarter_of_the_idle_timeout(
+    store: RecordingStore, clock: FakeClock
+) -> None:
+    short = SessionPolicy(
+        idle_timeout=40, remember_me_idle_timeout=100, api_idle_timeout=8, touch_interval=60
+    )
+    cases: list[tuple[SessionPolicy, dict[str, Any], float]] = [
+        (short, {}, 10),
+        (short, {"remember": True}, 25),
+        (short, {"kind": "api"}, 2),
+        (POLICY, {}, TOUCH),  # long timeouts keep the configured interval
+        (SessionPolicy(touch_interval=0), {}, 0),
+    ]
+    for policy, kind, expected in cases:
+        manager = SessionManager(store, policy, clock)
+        _, session = await manager.create(1, **kind)
+        assert manager.touch_interval(session) == expected, (policy, kind)
+
+
+@pytest.mark.parametrize("remember", [False, True], ids=["browser", "remember-me"])
+async def test_a_session_used_every_half_idle_period_never_expires(
+    store: RecordingStore, clock: FakeClock, remember: bool
+) -> None:
+    # Idle timeouts shorter than the configured write interval: only a write interval
+    # derived from the session's own idle timeout keeps an active session alive.
+    policy = SessionPolicy(
+        idle_timeout=40,
+        absolute_timeout=10_000,
+        remember_me_timeout=10_000,
+        remember_me_idle_timeout=50,
+        touch_interval=60,
+    )
+    manager = SessionManager(store, policy, clock)
+    raw_id, session = await manager.create(3, remember=remember)
+    for step in range(10 * session.idle_timeout // (session.idle_timeout // 2)):
+        clock.advance(session.idle_timeout // 2)
+        loaded = await manager.load(raw_id)
+        assert loaded is not None, f"ended after {step + 1} half idle periods of activity"
+        await manager.touch(loaded)
+    clock.advance(session.idle_timeout)  # then idle for a whole period: it ends
+    assert await manager.load(raw_id) is None
+
+
+async def test_a_refresh_chain_rotated_every_half_ttl_keeps_going(tmp_path: Path) -> None:
+    # The settings as an operator would write them: refresh TTL below the write interval.
+    settings = Settings(
+        env="test", data_dir=tmp_path, refresh_token_ttl=40, session_touch_interval=60
+    )
+    clock = FakeClock()
+    manager = SessionManager(
+        MemoryStore(namespace="s", clock=clock), session_policy(settings), clock
+    )
+    tokens = RefreshTokens(manager.store, manager, ttl=settings.refresh_token_ttl, clock=clock)
+    _, session = await manager.create(3, kind="api")
+    token, _ = await tokens.issue(session)
+    for _ in range(10):
+        clock.advance(settings.refresh_token_ttl // 2)
+        token = (await tokens.rotate(token)).token
+    clock.advance(settings.refresh_token_ttl)  # unused for a whole TTL: the chain ends
+    with pytest.raises(TokenError):
+        await tokens.rotate(token)
 
 
 async def test_api_sessions_use_the_api_idle_timeout(
@@ -450,6 +543,19 @@ async def test_rotate_gives_a_new_id_and_csrf_secret_and_kills_the_old(
     assert new.absolute_expires_at == old.absolute_expires_at
     assert new.last_seen_at == clock.now
     assert [s.key for s in await manager.list_for_user(4)] == [new.key]
+
+
+async def test_rotate_after_a_privilege_change_carries_the_new_roles(
+    manager: SessionManager,
+) -> None:
+    old_id, old = await manager.create(4, roles=["admin"])
+    rotated = await manager.rotate(old, roles=["staff", "admin"])
+    assert rotated is not None
+    new_id, new = rotated
+    assert new.roles == ("admin", "staff")
+    assert new.csrf_secret != old.csrf_secret
+    assert await manager.load(new_id) == new
+    assert await manager.load(old_id) is None
 
 
 async def test_rotate_of_an_ended_session_returns_none(

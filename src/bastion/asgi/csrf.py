@@ -23,13 +23,17 @@ MAX_FORM_BYTES = 1_048_576
 
 
 class CSRFMiddleware:
-    """Checks every unsafe request that carries no Bearer ``Authorization`` header.
+    """Checks every unsafe request except the bearer-only ones.
 
-    A request with a Bearer token is authenticated by it alone (the dependencies never
-    fall back to the cookie then), and a cross-site page cannot attach one without a CORS
-    preflight, so it needs no CSRF token. Other schemes (Basic, ...) are checked: browsers
-    send those by themselves. Everything else is checked,
-    whether or not it is signed in: that is what protects the login form.
+    One rule: a request is exempt only when it carries a Bearer ``Authorization`` header
+    and none of Bastion's cookies (session or signed pre-session). A cross-site page
+    cannot attach a Bearer header without a CORS preflight, and without the cookies
+    nothing a browser sends by itself authenticates the request. A request that carries
+    one of the cookies is checked whatever else it carries: routes such as ``/login``,
+    ``/logout`` and the pages read the cookie directly, so a junk Bearer header must not
+    switch their protection off. Other schemes (Basic, ...) never exempt: browsers attach
+    cached credentials of those by themselves. Everything else is checked, whether or not
+    it is signed in: that is what protects the login form.
     """
 
     def __init__(
@@ -60,7 +64,8 @@ class CSRFMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if _is_bearer(headers.get("authorization")):
+        state = session_state(scope)
+        if _is_bearer(headers.get("authorization")) and not state.carries_cookie:
             await self.app(scope, receive, send)
             return
         token = headers.get(HEADER)
@@ -71,7 +76,6 @@ class CSRFMiddleware:
                 response = await self.on_error(scope, 413, "request body too large")
                 await response(scope, receive, send)
                 return
-        state = session_state(scope)
         try:
             check_request(
                 method=scope["method"],
@@ -104,8 +108,7 @@ class CSRFMiddleware:
 def _is_bearer(authorization: str | None) -> bool:
     """Whether the request carries a Bearer credential. Only a script can attach one, and
     only same-origin or after a CORS preflight; browsers attach cached Basic, Digest and
-    Negotiate credentials to cross-site form posts by themselves, so those never skip the
-    check (the session cookie rides along and /login, /logout read it directly)."""
+    Negotiate credentials to cross-site form posts by themselves, so those never count."""
     if authorization is None:
         return False
     scheme, _, credentials = authorization.strip().partition(" ")

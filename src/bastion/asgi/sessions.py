@@ -62,6 +62,10 @@ class SessionState:
 
     session: Session | None = None
     presession_secret: str | None = None
+    # Whether the request carried any of Bastion's cookies (session or pre-session),
+    # valid or not: such a request is one a browser could have sent by itself, so it
+    # always needs a CSRF token (see bastion.asgi.csrf).
+    carries_cookie: bool = False
     set_cookies: list[str] = field(default_factory=list)
     _policy: CookiePolicy = field(default_factory=CookiePolicy)
     _signer: Signer | None = None
@@ -118,9 +122,9 @@ def parse_cookie_header(scope: Scope) -> dict[str, list[str]]:
 class SessionMiddleware:
     """Puts a :class:`SessionState` in ``scope["bastion"]``.
 
-    An authenticated request costs one store read (plus a last-seen write at most once a
-    minute). A store outage answers 503 and leaves the cookie alone; a cookie naming no
-    live session is cleared.
+    An authenticated request costs one store read (plus a last-seen write at most once per
+    :meth:`SessionManager.touch_interval`). A store outage answers 503 and leaves the cookie
+    alone; a cookie naming no live session is cleared.
     """
 
     def __init__(
@@ -148,10 +152,13 @@ class SessionMiddleware:
             return
         state = SessionState(_policy=self.policy, _signer=self.signer)
         scope[STATE_KEY] = state
+        cookies = parse_cookie_header(scope)
+        state.carries_cookie = any(
+            name in cookies for name in (self.policy.session_name, self.policy.presession_name)
+        )
         if self.skip(scope["path"]):
             await self.app(scope, receive, send)
             return
-        cookies = parse_cookie_header(scope)
         session_values = cookies.get(self.policy.session_name, [])
         if len(session_values) > 1:
             # Two session cookies means someone planted one; refuse rather than guess, and

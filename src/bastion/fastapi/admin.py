@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import RedirectResponse, Response
 
+from bastion.asgi.sessions import session_state
 from bastion.devices import describe
 from bastion.exceptions import UserError
 from bastion.fastapi.dependencies import Principal, client_ip, require_role
@@ -75,11 +76,16 @@ async def set_roles(
             status.HTTP_400_BAD_REQUEST, detail="You cannot remove your own admin role."
         )
     try:
-        await bastion.accounts.set_roles(
-            user_id, wanted, actor_id=admin.user_id, ip=client_ip(request)
+        renewed = await bastion.accounts.set_roles(
+            user_id, wanted, actor_id=admin.user_id, current=admin.session, ip=client_ip(request)
         )
     except UserError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(error)) from error
+    if renewed is not None:
+        # My own roles changed: this browser goes on under the rotated session.
+        raw_id, session = renewed
+        max_age = bastion.settings.remember_me_timeout if session.remember else None
+        session_state(request.scope).begin(raw_id, session, max_age=max_age)
     return RedirectResponse("/admin/users", status_code=303)
 
 

@@ -29,6 +29,18 @@ def _iso(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="seconds")
 
 
+_UNITS = (("day", 86_400), ("hour", 3_600), ("minute", 60))
+
+
+def _duration(seconds: int) -> str:
+    """A setting's seconds in words, in the largest unit that divides them: "14 days"."""
+    for name, size in _UNITS:
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {name}{'' if count == 1 else 's'}"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
+
+
 class Templates:
     """Renders pages with the request's CSRF token and CSP nonce available."""
 
@@ -45,6 +57,7 @@ class Templates:
         )
         self.env.filters["when"] = _when
         self.env.filters["iso"] = _iso
+        self.env.filters["duration"] = _duration
 
     def render(
         self,
