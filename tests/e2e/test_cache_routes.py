@@ -14,10 +14,25 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import BackgroundTasks, HTTPException, Query, Request, Response
+from fastapi import (
+    BackgroundTasks,
+    Cookie,
+    Depends,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    Security,
+)
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPBearer
 
-from bastion.fastapi import CacheScopeError, CurrentUser, OptionalUser, cached
+from bastion.cache import Cache
+from bastion.fastapi import CacheScopeError, CurrentUser, OptionalUser, cached, require_role
+from bastion.fastapi.caching import get_cache, reads_no_identity
+from bastion.fastapi.dependencies import current_user, optional_user, page_user
+from bastion.fastapi.install import BastionDep
 from tests.e2e.conftest import ORIGIN, PASSWORD, Site, csrf_token, login
 
 RUNS: Counter[str] = Counter()
@@ -136,6 +151,70 @@ def sync_endpoint(user: CurrentUser) -> dict[str, Any]:
     return {"user": user.username, "n": RUNS["sync"]}
 
 
+# -- dependencies that can or cannot tell callers apart -----------------------------------
+
+
+def profile_of(user: CurrentUser) -> dict[str, Any]:
+    return {"user": user.username}
+
+
+class ProfileOf:
+    def __init__(self, user: CurrentUser) -> None:
+        self.username = user.username
+
+
+def nested_profile(profile: Annotated[dict[str, Any], Depends(profile_of)]) -> dict[str, Any]:
+    return profile
+
+
+def language(request: Request) -> str:
+    return request.headers.get("accept-language", "")
+
+
+def bearer_header(authorization: Annotated[str, Header()] = "") -> str:
+    return authorization
+
+
+def session_cookie(session: Annotated[str, Cookie(alias="bastion_session")] = "") -> str:
+    return session
+
+
+bearer_scheme = HTTPBearer(auto_error=False)
+
+
+@reads_no_identity
+def app_title(request: Request) -> str:
+    title: str = request.app.title
+    return title
+
+
+@reads_no_identity
+def vouched_but_built_on_the_user(request: Request, user: CurrentUser) -> str:
+    return user.username
+
+
+class Chain:
+    """A dependency on itself: FastAPI could never solve it, but the check must end."""
+
+    def __init__(self, chain: Annotated[Chain, Depends()]) -> None:
+        self.chain = chain
+
+
+@cached(ttl=60, scope="public")
+async def gated_public(title: Annotated[str, Depends(app_title)]) -> dict[str, Any]:
+    RUNS["gated"] += 1
+    return {"title": title, "n": RUNS["gated"]}
+
+
+@cached(ttl=60, scope="user")
+async def unannotated_principal(  # type: ignore[no-untyped-def]
+    user=Depends(current_user),  # noqa: B008 - FastAPI's own way to declare it
+    profile: dict[str, Any] = Depends(profile_of),  # noqa: B008
+) -> dict[str, Any]:
+    RUNS["unannotated"] += 1
+    return {"user": user.username, "profile": profile["user"], "n": RUNS["unannotated"]}
+
+
 TEST_ROUTES: dict[str, Callable[..., Any]] = {
     "/t/public": public_counter,
     "/t/search": search,
@@ -153,6 +232,7 @@ TEST_ROUTES: dict[str, Callable[..., Any]] = {
     "/t/role-reads-username": role_reads_username,
     "/t/user-reads-session": user_reads_session,
     "/t/sync": sync_endpoint,
+    "/t/unannotated": unannotated_principal,
 }
 
 
@@ -161,6 +241,7 @@ def routes(site: Site) -> Site:
     RUNS.clear()
     for path, endpoint in TEST_ROUTES.items():
         site.app.get(path)(endpoint)
+    site.app.get("/t/gated", dependencies=[Depends(current_user)])(gated_public)
     return site
 
 
@@ -490,6 +571,34 @@ async def test_twenty_concurrent_requests_compute_once(
     assert RUNS["slow"] == 1
 
 
+async def test_each_user_gets_their_own_answer_through_an_unannotated_principal(
+    routes: Site, client: httpx.AsyncClient
+) -> None:
+    await routes.create_user("alice")
+    await routes.create_user("bob")
+    alice, bob = await bearer_for(client, "alice"), await bearer_for(client, "bob")
+    seen = [
+        (await client.get("/t/unannotated", headers=auth(tokens))).json()
+        for tokens in (alice, bob, alice, bob)
+    ]
+    assert [(s["user"], s["profile"]) for s in seen] == [("alice", "alice"), ("bob", "bob")] * 2
+    assert RUNS["unannotated"] == 2  # one entry per user, each a hit the second time
+
+
+async def test_a_public_route_gated_by_a_route_dependency_is_shared_by_signed_in_users(
+    routes: Site, client: httpx.AsyncClient
+) -> None:
+    await routes.create_user("alice")
+    await routes.create_user("bob")
+    assert (await client.get("/t/gated")).status_code == 401
+    answers = [
+        await client.get("/t/gated", headers=auth(await bearer_for(client, name)))
+        for name in ("alice", "bob")
+    ]
+    assert [a.json()["n"] for a in answers] == [1, 1]
+    assert all(a.headers["cache-control"].startswith("public, max-age=") for a in answers)
+
+
 # -- what a cached endpoint may see -----------------------------------------------------
 
 
@@ -524,6 +633,130 @@ def test_public_scope_refuses_an_endpoint_that_sees_the_caller() -> None:
 
     with pytest.raises(TypeError, match="scope='public' would share"):
         cached(ttl=60, scope="public")(mine)
+
+
+async def sees_user(user=Depends(current_user)) -> None:  # type: ignore[no-untyped-def]  # noqa: B008
+    return None
+
+
+async def sees_optional_user(user=Depends(optional_user)) -> None:  # type: ignore[no-untyped-def]  # noqa: B008
+    return None
+
+
+async def sees_page_user(user=Depends(page_user)) -> None:  # type: ignore[no-untyped-def]  # noqa: B008
+    return None
+
+
+async def sees_admin(user=Depends(require_role("admin"))) -> None:  # type: ignore[no-untyped-def]  # noqa: B008
+    return None
+
+
+async def sees_user_by_security(user=Security(current_user)) -> None:  # type: ignore[no-untyped-def]  # noqa: B008
+    return None
+
+
+async def profile_by_default(profile: dict[str, Any] = Depends(profile_of)) -> None:  # noqa: B008
+    return None
+
+
+async def profile_by_metadata(profile: Annotated[dict[str, Any], Depends(profile_of)]) -> None:
+    return None
+
+
+async def profile_by_class(profile: Annotated[ProfileOf, Depends()]) -> None:
+    return None
+
+
+async def profile_by_class_default(profile: ProfileOf = Depends()) -> None:  # noqa: B008
+    return None
+
+
+async def profile_two_levels_down(profile: Annotated[Any, Depends(nested_profile)]) -> None:
+    return None
+
+
+async def reads_the_request(lang: Annotated[str, Depends(language)]) -> None:
+    return None
+
+
+async def reads_the_authorization_header(token: Annotated[str, Depends(bearer_header)]) -> None:
+    return None
+
+
+async def reads_the_session_cookie(session: Annotated[str, Depends(session_cookie)]) -> None:
+    return None
+
+
+async def uses_a_security_scheme(credentials: Annotated[Any, Depends(bearer_scheme)]) -> None:
+    return None
+
+
+async def vouched_request_over_the_user(
+    name: Annotated[str, Depends(vouched_but_built_on_the_user)],
+) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        sees_user,
+        sees_optional_user,
+        sees_page_user,
+        sees_admin,
+        sees_user_by_security,
+        profile_by_default,
+        profile_by_metadata,
+        profile_by_class,
+        profile_by_class_default,
+        profile_two_levels_down,
+        reads_the_request,
+        reads_the_authorization_header,
+        reads_the_session_cookie,
+        uses_a_security_scheme,
+        vouched_request_over_the_user,
+    ],
+    ids=lambda endpoint: endpoint.__name__,
+)
+def test_public_scope_refuses_every_dependency_that_can_tell_callers_apart(
+    endpoint: Callable[..., Any],
+) -> None:
+    with pytest.raises(TypeError, match="scope='public' would share an answer computed for one"):
+        cached(ttl=60, scope="public")(endpoint)
+
+
+def test_public_scope_accepts_dependencies_that_cannot_tell_callers_apart() -> None:
+    async def shared(
+        title: Annotated[str, Depends(app_title)],
+        bastion: BastionDep,
+        cache: Annotated[Cache, Depends(get_cache)],
+        chain: Annotated[Chain, Depends()],
+    ) -> None:
+        return None
+
+    cached(ttl=60, scope="public")(shared)
+
+
+def test_the_refusal_names_the_path_to_the_caller() -> None:
+    with pytest.raises(
+        TypeError, match=r"'profile'.*nested_profile -> profile_of -> the signed-in"
+    ):
+        cached(ttl=60, scope="public")(profile_two_levels_down)
+
+
+def test_user_and_role_scopes_find_an_unannotated_principal() -> None:
+    for scope in ("user", "role"):
+        for endpoint in (sees_user, sees_optional_user, sees_admin, sees_user_by_security):
+            cached(ttl=60, scope=scope)(endpoint)
+
+
+def test_role_scope_refuses_a_dependency_built_on_the_user() -> None:
+    async def summary(user: CurrentUser, profile: dict[str, Any] = Depends(profile_of)) -> None:  # noqa: B008
+        return None
+
+    with pytest.raises(TypeError, match="scope='role' shares one answer"):
+        cached(ttl=60, scope="role")(summary)
+    cached(ttl=60, scope="user")(summary)  # one entry per user may depend on the user
 
 
 def test_every_plain_parameter_must_be_in_vary() -> None:

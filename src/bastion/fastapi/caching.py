@@ -5,8 +5,16 @@ principal first of all, is resolved (and authentication has answered 401/403) be
 cache is even looked at. It is checked when the module is imported:
 
 * ``scope="user"`` and ``"role"`` need a principal parameter (``CurrentUser``,
-  ``OptionalUser`` or a ``require_role(...)`` dependency); ``"public"`` refuses one, since
-  an endpoint that sees the caller must not share its answer with everyone;
+  ``OptionalUser``, a ``require_role(...)`` dependency, or ``Depends(current_user)``
+  without annotation);
+* the dependency graph is walked (sub-dependencies through ``Depends`` defaults and
+  ``Annotated`` metadata, class dependencies, cycles stopped) for anything that can tell
+  callers apart: Bastion's principal dependencies, security schemes, a ``Request`` or
+  ``HTTPConnection`` parameter, ``Authorization`` or ``Cookie`` headers, cookies.
+  ``"public"`` refuses every such dependency, since an answer computed for one caller
+  would go to everyone; ``"role"`` refuses every one besides the principal, since the
+  entry is shared by everyone with the same roles. A dependency that takes the request
+  without reading the caller can be vouched for with :func:`reads_no_identity`;
 * every plain parameter (query, path, header, cookie, body) must be named in ``vary`` so it
   becomes part of the key; dependencies may be named too when their value is JSON data;
 * ``Request``, ``WebSocket`` and ``BackgroundTasks`` parameters are refused: the first two
@@ -35,22 +43,38 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
 from fastapi import BackgroundTasks, Request, Response
-from fastapi.params import Depends
+from fastapi.dependencies.utils import get_typed_signature
+from fastapi.params import Cookie, Depends, Header
+from fastapi.security.base import SecurityBase
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from bastion.cache import Cache, CacheKey, CacheScope, Computed
-from bastion.fastapi.dependencies import Principal
+from bastion.fastapi.dependencies import (
+    Principal,
+    is_principal_dependency,
+    is_vouched_identity_free,
+    reads_no_identity,
+)
 from bastion.stores.base import check_ttl
 
-__all__ = ["CacheScopeError", "RoleView", "UserView", "cached", "get_cache"]
+__all__ = [
+    "CacheScopeError",
+    "RoleView",
+    "UserView",
+    "cached",
+    "get_cache",
+    "reads_no_identity",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 REQUEST_PARAM = "bastion_cache_request"
 RESPONSE_PARAM = "bastion_cache_response"
 VARY = "Authorization, Cookie"
+# Headers that carry credentials; a dependency reading one of them reads who is calling.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
 class CacheScopeError(AttributeError):
@@ -109,6 +133,7 @@ class RoleView(_ScopedView):
         return f"RoleView(roles={sorted(self.roles)!r})"
 
 
+@reads_no_identity
 def get_cache(request: Request) -> Cache:
     """The :class:`~bastion.cache.Cache` of the Bastion installed on this app."""
     bastion = getattr(request.app.state, "bastion", None)
@@ -230,6 +255,7 @@ def _plan(endpoint: Callable[..., Any], scope: CacheScope, vary: tuple[str, ...]
     principal: str | None = None
     own_response: str | None = None
     plain: list[str] = []
+    sees_caller: dict[str, str] = {}  # dependency parameter -> how it reaches the caller
     params: list[inspect.Parameter] = []
     for param in signature.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -239,7 +265,8 @@ def _plan(endpoint: Callable[..., Any], scope: CacheScope, vary: tuple[str, ...]
         annotation = hints.get(param.name, param.annotation)
         params.append(param.replace(annotation=annotation))
         base, metadata = _unwrap(annotation)
-        if _is_principal(base):
+        dependency = _dependency_of(param.default, base, metadata)
+        if _is_principal(base) or is_principal_dependency(dependency):
             if principal is not None:
                 raise TypeError(f"{where}: more than one principal parameter")
             principal = param.name
@@ -254,6 +281,8 @@ def _plan(endpoint: Callable[..., Any], scope: CacheScope, vary: tuple[str, ...]
             raise TypeError(f"{where}: background tasks would not run on a cache hit")
         elif not _is_dependency(param.default, metadata):
             plain.append(param.name)
+        elif (path := _caller_path(dependency, set(), where)) is not None:
+            sees_caller[param.name] = path
     names = {p.name for p in params}
     if unknown := [n for n in vary if n not in names]:
         raise TypeError(f"{where}: vary names unknown parameters {unknown}")
@@ -274,6 +303,23 @@ def _plan(endpoint: Callable[..., Any], scope: CacheScope, vary: tuple[str, ...]
             f"{where}: scope='public' would share an answer computed for one caller with "
             f"everyone, but the endpoint receives {principal!r}; use scope='user' or "
             "'role', or gate the route with dependencies=[Depends(current_user)]"
+        )
+    if scope == "public" and sees_caller:
+        name, path = next(iter(sees_caller.items()))
+        raise TypeError(
+            f"{where}: scope='public' would share an answer computed for one caller with "
+            f"everyone, but its parameter {name!r} depends on who is calling ({path}); "
+            "use scope='user' or 'role', gate the route with "
+            "dependencies=[Depends(current_user)], or mark a dependency that takes the "
+            "request without reading the caller with reads_no_identity"
+        )
+    if scope == "role" and sees_caller:
+        name, path = next(iter(sees_caller.items()))
+        raise TypeError(
+            f"{where}: scope='role' shares one answer among every user with the same "
+            f"roles, but its parameter {name!r} depends on who is calling ({path}); "
+            "derive the answer from the principal's roles in the endpoint, or use "
+            "scope='user'"
         )
     extra = [inspect.Parameter(REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request)]
     if own_response is None:
@@ -313,6 +359,83 @@ def _subclass(annotation: Any, cls: type) -> bool:
 
 def _is_dependency(default: Any, metadata: tuple[Any, ...]) -> bool:
     return isinstance(default, Depends) or any(isinstance(m, Depends) for m in metadata)
+
+
+def _depends(default: Any, metadata: tuple[Any, ...]) -> Depends | None:
+    if isinstance(default, Depends):
+        return default
+    return next((m for m in metadata if isinstance(m, Depends)), None)
+
+
+def _dependency_of(default: Any, base: Any, metadata: tuple[Any, ...]) -> Any:
+    """What FastAPI calls for a parameter: the ``Depends`` callable, or for a bare
+    ``Depends()`` the annotated class itself; None for a parameter that is no dependency."""
+    depends = _depends(default, metadata)
+    if depends is None:
+        return None
+    return base if depends.dependency is None else depends.dependency
+
+
+def _param_of(default: Any, metadata: tuple[Any, ...], kind: type[Any]) -> Any:
+    if isinstance(default, kind):
+        return default
+    return next((m for m in metadata if isinstance(m, kind)), None)
+
+
+def _header_name(param: inspect.Parameter, header: Header) -> str:
+    if header.alias:
+        return header.alias.lower()
+    name = param.name.replace("_", "-") if header.convert_underscores else param.name
+    return name.lower()
+
+
+def _describe(dependency: Any) -> str:
+    name = getattr(dependency, "__qualname__", None)
+    return name if isinstance(name, str) else f"{type(dependency).__qualname__} instance"
+
+
+def _caller_path(dependency: Any, seen: set[int], where: str) -> str | None:
+    """How ``dependency`` can tell who is calling, as a path through its sub-dependencies
+    (``get_profile -> the signed-in user``), or None if nothing in its graph can.
+
+    What counts: Bastion's principal dependencies (marked in ``dependencies``), security
+    schemes, a ``Request``/``HTTPConnection`` parameter (unless the dependency is vouched
+    for with :func:`reads_no_identity`), credential headers and cookies.
+    """
+    if dependency is None or id(dependency) in seen:
+        return None  # no dependency, or one already being walked (a cycle)
+    seen.add(id(dependency))
+    if is_principal_dependency(dependency):
+        return "the signed-in user"
+    name = _describe(dependency)
+    if isinstance(dependency, SecurityBase):
+        return f"{name}: a security scheme, which reads the credentials"
+    try:
+        parameters = get_typed_signature(dependency).parameters.values()
+    except (TypeError, ValueError):
+        return None  # not introspectable: FastAPI cannot pass it parameters either
+    except NameError as exc:
+        raise TypeError(
+            f"{where}: cannot resolve the annotations of the dependency {name} ({exc})"
+        ) from None
+    for param in parameters:
+        base, metadata = _unwrap(param.annotation)
+        if _is_dependency(param.default, metadata):
+            inner = _caller_path(_dependency_of(param.default, base, metadata), seen, where)
+            if inner is not None:
+                return f"{name} -> {inner}"
+        elif _subclass(base, HTTPConnection):
+            if not is_vouched_identity_free(dependency):
+                return (
+                    f"{name}: takes the {base.__name__}, from which it could read the "
+                    "session, cookies or Authorization header"
+                )
+        elif isinstance(header := _param_of(param.default, metadata, Header), Header):
+            if (header_name := _header_name(param, header)) in CREDENTIAL_HEADERS:
+                return f"{name}: reads the {header_name} header"
+        elif isinstance(cookie := _param_of(param.default, metadata, Cookie), Cookie):
+            return f"{name}: reads the cookie {cookie.alias or param.name!r}"
+    return None
 
 
 # -- what is stored, and how it is replayed ----------------------------------------------

@@ -1,18 +1,15 @@
 """Who is asking: FastAPI dependencies for users' own routes and Bastion's.
 
 A request is authenticated by exactly one credential. When an ``Authorization`` header is
-present it alone counts (the session cookie is then ignored); otherwise the session cookie
-counts. CSRF is decided apart from this (:class:`bastion.asgi.csrf.CSRFMiddleware`): only
-a request with a Bearer header and none of Bastion's cookies skips it; one that carries a
-Bastion cookie needs a CSRF token whatever else it carries, so browser code using bearer
-tokens sends them without cookies (``credentials: "omit"``) or adds ``X-CSRF-Token``.
+present it alone counts (the session cookie is then ignored, which is also why such
+requests need no CSRF token); otherwise the session cookie counts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
@@ -25,6 +22,41 @@ if TYPE_CHECKING:
 
 
 TOKEN_URL = "/api/token"  # noqa: S105 - a URL, not a secret
+
+D = TypeVar("D")
+# Marks on dependencies, read by @cached (bastion.fastapi.caching) when it walks an
+# endpoint's dependency graph: explicit, so that no dependency is recognised by its name.
+PRINCIPAL_MARK = "__bastion_principal__"
+NO_IDENTITY_MARK = "__bastion_reads_no_identity__"
+
+
+def principal_dependency(dependency: D) -> D:
+    """Mark ``dependency`` as one that authenticates the caller and returns its
+    :class:`Principal` (or None): what ``@cached`` keys a user- or role-scoped entry on."""
+    setattr(dependency, PRINCIPAL_MARK, True)
+    return dependency
+
+
+def is_principal_dependency(dependency: object) -> bool:
+    return getattr(dependency, PRINCIPAL_MARK, False) is True
+
+
+def reads_no_identity(dependency: D) -> D:
+    """Vouch that ``dependency``, although it takes the ``Request`` (or ``HTTPConnection``),
+    reads nothing about the caller from it: no session, cookie, ``Authorization`` header,
+    address or other header that tells callers apart.
+
+    ``@cached(scope="public")`` refuses endpoints whose dependencies could read the caller,
+    and any dependency taking the request could; this lets an application's identity-free
+    dependencies (app state, settings, a database handle) through. Its sub-dependencies are
+    still checked. Vouching wrongly lets one caller's answer reach everyone.
+    """
+    setattr(dependency, NO_IDENTITY_MARK, True)
+    return dependency
+
+
+def is_vouched_identity_free(dependency: object) -> bool:
+    return getattr(dependency, NO_IDENTITY_MARK, False) is True
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +101,7 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+@reads_no_identity
 def get_bastion(request: Request) -> Bastion:
     bastion: Bastion = request.app.state.bastion
     return bastion
@@ -101,6 +134,7 @@ async def _authenticate(request: Request) -> Principal | None:
     return principal_from_session(session_state(request.scope).session)
 
 
+@principal_dependency
 class _Authentication(OAuth2PasswordBearer):
     """The credential check as a single dependency. Being an OAuth2 security scheme, it
     also declares the password flow in OpenAPI (so "Authorize" in /docs works) without a
@@ -121,6 +155,7 @@ optional_user = _Authentication(required=False)
 current_user = _Authentication(required=True)
 
 
+@principal_dependency
 async def page_user(request: Request) -> Principal:
     """The signed-in user of a page; anonymous visitors are sent to the login page."""
     principal = principal_from_session(session_state(request.scope).session)
@@ -148,4 +183,4 @@ def require_role(role: str, *, page: bool = False) -> Callable[[Request], Awaita
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="You may not do this.")
         return principal
 
-    return dependency
+    return principal_dependency(dependency)
