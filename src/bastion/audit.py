@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from bastion.exceptions import StoreUnavailable
+from bastion.text import clean_text
 from bastion.users.repository import UserRepository
 
 log = logging.getLogger("bastion.security")
@@ -32,7 +33,11 @@ class AuditTrail:
         required: bool = False,
     ) -> None:
         """Log and store one event. A database outage loses the stored copy (the log line
-        remains) unless ``required``, in which case it propagates."""
+        remains) unless ``required``, in which case it propagates.
+
+        Values may come straight from a request (a user name as typed, a user agent): both
+        copies hold them cleaned by :func:`bastion.text.clean_text`, so a control character
+        can neither fail the insert (PostgreSQL refuses NUL) nor forge a log line."""
         fields = {
             "event": event,
             "user_id": user_id,
@@ -42,7 +47,8 @@ class AuditTrail:
             "session_ref": session_ref,
             **(detail or {}),
         }
-        log.info(event, extra={"security": {k: v for k, v in fields.items() if v is not None}})
+        logged = {k: clean_text(v) if isinstance(v, str) else v for k, v in fields.items()}
+        log.info(event, extra={"security": {k: v for k, v in logged.items() if v is not None}})
         try:
             await self.users.add_audit(
                 event,

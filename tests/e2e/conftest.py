@@ -1,10 +1,17 @@
-"""End-to-end fixtures: the reference app over ASGI, on every session store."""
+"""End-to-end fixtures: the reference app over ASGI, on every session store and both databases.
+
+Each session-store variant also fixes the database, so every test runs on SQLite and on
+PostgreSQL without doubling the suite: ``sql`` and ``memory`` keep the embedded SQLite file,
+``redis`` (the usual production pairing) uses the real PostgreSQL server. Test ids name both,
+e.g. ``test_login[redis-postgresql]``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +20,12 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
+from sqlalchemy import text
 
+import bastion.users.models  # noqa: F401  (the user tables join the shared metadata)
+from bastion.db import create_engine, metadata
 from bastion.fastapi.install import Bastion
+from bastion.migrate import upgrade
 from bastion.settings import Settings
 from bastion.webapp.app import create_app
 
@@ -97,6 +108,23 @@ def assert_refused(response: httpx.Response) -> None:
     assert response.headers.get_list("set-cookie") == []
 
 
+# The database each session-store variant runs on.
+DATABASE_OF_STORE = {"sql": "sqlite", "memory": "sqlite", "redis": "postgresql"}
+
+
+def store_params(*kinds: str) -> list[Any]:
+    """``store_kind`` values with ids naming the store and its database (``redis-postgresql``),
+    for tests that parametrize ``store_kind`` themselves."""
+    params = []
+    for kind in kinds:
+        database = DATABASE_OF_STORE[kind]
+        marks = [pytest.mark.backend("redis"), pytest.mark.backend("postgres")]
+        params.append(
+            pytest.param(kind, id=f"{kind}-{database}", marks=marks if kind == "redis" else [])
+        )
+    return params
+
+
 def _store_settings(kind: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     if kind == "redis":
         url = request.getfixturevalue("redis_url")
@@ -110,9 +138,49 @@ def _store_settings(kind: str, request: pytest.FixtureRequest) -> dict[str, Any]
     return {"session_store": kind}
 
 
-@pytest.fixture(params=["sql", "memory", "redis"])
+@pytest.fixture(params=store_params("sql", "memory", "redis"))
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture
+def database_kind(store_kind: str) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the database this test's sites use."""
+    return DATABASE_OF_STORE[store_kind]
+
+
+@pytest.fixture(scope="session")
+def e2e_postgres_url(postgres_url: str) -> Iterator[str]:
+    """One migrated PostgreSQL database for the e2e tests of this run (per xdist worker)."""
+    name = f"bastion_e2e_{secrets.token_hex(6)}"
+    url = postgres_url.rsplit("/", 1)[0] + "/" + name
+    asyncio.run(_admin(postgres_url, f'CREATE DATABASE "{name}"'))
+    try:
+        asyncio.run(upgrade(url))
+        yield url
+    finally:
+        asyncio.run(_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _admin(url: str, sql: str) -> None:
+    # AUTOCOMMIT: CREATE/DROP DATABASE refuse to run inside a transaction.
+    engine = create_engine(url, timeout=10.0, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
+def _database_settings(database: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A PostgreSQL test starts on empty tables (as a SQLite test gets a new file): emptying
+    them is much cheaper than a database per test, and the schema stays migrated."""
+    if database == "sqlite":
+        return {}
+    url = str(request.getfixturevalue("e2e_postgres_url"))
+    tables = ", ".join(metadata.tables)
+    asyncio.run(_admin(url, f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return {"database_url": url}
 
 
 MakeSettings = Callable[..., Settings]
@@ -121,12 +189,15 @@ SiteFactory = Callable[[Settings], Awaitable["Site"]]
 
 @pytest.fixture
 def make_settings(
-    tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
+    tmp_path: Path, store_kind: str, database_kind: str, request: pytest.FixtureRequest
 ) -> Callable[..., Settings]:
+    database = _database_settings(database_kind, request)
+
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "env": "test",
             "data_dir": tmp_path / "data",
+            **database,
             **_store_settings(store_kind, request),
             **overrides,
         }

@@ -12,7 +12,7 @@ from sqlalchemy import event
 
 from bastion.stores.base import Store
 
-from .conftest import PASSWORD, Site, login
+from .conftest import PASSWORD, Site, login, store_params
 
 STORE_METHODS = (
     "get",
@@ -30,7 +30,7 @@ STORE_METHODS = (
     "smembers",
 )
 
-pytestmark = pytest.mark.parametrize("store_kind", ["memory", "redis"])
+pytestmark = pytest.mark.parametrize("store_kind", store_params("memory", "redis"))
 
 
 def count_calls(store: Store, calls: list[str], label: str) -> None:

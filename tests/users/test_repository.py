@@ -262,6 +262,16 @@ async def test_search_treats_like_wildcards_literally(repo: UserRepository) -> N
     assert await repo.count_users(search="_") == 1
 
 
+@pytest.mark.parametrize("term", ["ali\x00", "\x00", "ali\x1b[2J", "\ud800"])
+async def test_search_with_control_characters_matches_nothing_on_every_database(
+    repo: UserRepository, term: str
+) -> None:
+    await repo.create_user("alice", HASH)
+
+    assert await repo.list_users(search=term) == []
+    assert await repo.count_users(search=term) == 0
+
+
 async def test_listing_rejects_negative_paging(repo: UserRepository) -> None:
     with pytest.raises(ValueError, match="offset"):
         await repo.list_users(offset=-1)
@@ -429,6 +439,28 @@ async def test_audit_truncates_oversized_client_values(repo: UserRepository) -> 
 
     assert event.user_agent == "U" * 512
     assert event.username == "x" * 255
+
+
+async def test_audit_stores_client_values_with_control_characters_replaced(
+    repo: UserRepository,
+) -> None:
+    # PostgreSQL refuses NUL in text; SQLite takes it. Both must store the same thing.
+    await repo.add_audit(
+        "login.failure",
+        username="alice\x00",
+        user_agent="agent\r\nforged: line\x7f",
+        ip="203.0.113.7\x00",
+        session_ref="ref\x00",
+        detail={"reason": "nul\x00", "lone": "\udc80"},
+    )
+
+    [event] = await repo.list_audit()
+
+    assert event.username == "alice\ufffd"
+    assert event.user_agent == "agent\ufffd\ufffdforged: line\ufffd"
+    assert event.ip == "203.0.113.7\ufffd"
+    assert event.session_ref == "ref\ufffd"
+    assert event.detail == {"reason": "nul\x00", "lone": "\ufffd"}
 
 
 async def test_audit_events_outlive_their_user(repo: UserRepository) -> None:

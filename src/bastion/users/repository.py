@@ -26,6 +26,7 @@ from sqlalchemy.orm import selectinload
 
 from bastion.clock import Clock, system_clock, to_datetime
 from bastion.exceptions import StoreUnavailable, UserError
+from bastion.text import clean_optional, clean_text
 from bastion.users.models import (
     AUDIT_USERNAME_MAX_LENGTH,
     EVENT_MAX_LENGTH,
@@ -116,7 +117,8 @@ def _outage(exc: BaseException, timeout: float) -> StoreUnavailable | None:
 
 
 def _clip(value: str | None, limit: int) -> str | None:
-    return None if value is None else value[:limit]
+    """``value`` cleaned for storage (:func:`bastion.text.clean_text`) and cut to ``limit``."""
+    return None if value is None else clean_text(value)[:limit]
 
 
 def _page(offset: int, limit: int) -> tuple[int, int]:
@@ -364,7 +366,9 @@ class UserRepository:
         """Append an audit event, e.g. ``"login.success"``.
 
         ``session_ref`` must be a hash or short prefix of a session's hash, never the raw
-        session id. Over-long values (user-supplied names, user agents) are truncated.
+        session id. Values are stored as :func:`bastion.text.clean_text` makes them (control
+        characters, which PostgreSQL may refuse, become U+FFFD) and over-long ones (names
+        and user agents as sent) are truncated.
         """
         if not event or len(event) > EVENT_MAX_LENGTH:
             raise ValueError(f"event must be 1 to {EVENT_MAX_LENGTH} characters")
@@ -377,7 +381,8 @@ class UserRepository:
             "ip": _clip(ip, IP_MAX_LENGTH),
             "user_agent": _clip(user_agent, USER_AGENT_MAX_LENGTH),
             "session_ref": _clip(session_ref, SESSION_REF_MAX_LENGTH),
-            "detail": (
+            # JSON escapes control characters itself; lone surrogates pass through raw.
+            "detail": clean_optional(
                 None
                 if detail is None
                 else json.dumps(dict(detail), sort_keys=True, default=str, ensure_ascii=False)
@@ -453,7 +458,9 @@ _Q = TypeVar("_Q", bound=Select[Any])
 
 
 def _search(query: _Q, search: str | None) -> _Q:
-    term = (search or "").strip()
+    # No name or address holds a control character, so a cleaned term simply matches nothing
+    # (instead of a NUL failing the query on PostgreSQL only).
+    term = clean_text((search or "").strip())
     if not term:
         return query
     name_term = fold(term)
