@@ -16,10 +16,15 @@ from urllib.parse import urlsplit
 import pytest
 from hypothesis import settings
 
+# pytester for the plugin's own tests; every_test_runs fails a run in which a collected
+# test never ran (tests/unit/test_every_test_runs.py).
+pytest_plugins = ["pytester", "tests.every_test_runs"]
+
 # No per-example deadline: a timing limit is a timing assertion, and on a loaded CI machine
 # it fails tests whose behaviour is fine.
 settings.register_profile("bastion", deadline=None)
 settings.load_profile("bastion")
+
 
 def ci_requested(value: str | None) -> bool:
     """Whether ``CI`` asks for CI rules: any of the usual spellings of true (CI services set

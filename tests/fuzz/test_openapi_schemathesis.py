@@ -37,6 +37,7 @@ import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.generation.hypothesis.builder import ApiOperationMark
 from schemathesis.python.asgi import get_client, shutdown_lifespans
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -118,10 +119,10 @@ class Tokens:
         token: str = response.json()["access_token"]
         return token
 
-    def for_case(self, case: schemathesis.Case[Any]) -> str:
-        if case.operation.label == ENDS_A_SESSION:
-            return self.issue(DELETER)
-        return self.shared
+    def for_caller(self, caller: str) -> str:
+        # The deleter gets a fresh token per example, so that no example can end the
+        # session another example runs with.
+        return self.issue(DELETER) if caller == DELETER else self.shared
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +143,21 @@ def tokens(fuzz_app: FastAPI) -> Tokens:
     return holder
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize each operation's test with the user who calls it.
+
+    This also gives every operation a node id of its own: schemathesis names its items
+    ``test[<operation>]`` but passes the bare function name as ``originalname``, from which
+    pytest 9.2 builds the node id unless the item has parameters. Under one shared id,
+    xdist ran one of the eight operations and dropped the others without a word
+    (tests/every_test_runs.py now fails such a run).
+    """
+    operation = ApiOperationMark.get(metafunc.function)
+    if operation is not None:
+        caller = DELETER if operation.label == ENDS_A_SESSION else USER
+        metafunc.parametrize("caller", [caller])
+
+
 @schema.parametrize()
 @settings(
     max_examples=25,
@@ -151,11 +167,11 @@ def tokens(fuzz_app: FastAPI) -> Tokens:
     suppress_health_check=list(HealthCheck),
 )
 def test_api_operations_answer_without_server_errors_and_as_declared(
-    case: schemathesis.Case[Any], tokens: Tokens
+    case: schemathesis.Case[Any], tokens: Tokens, caller: str
 ) -> None:
     case.call_and_validate(
         app=tokens.app,
-        headers={"Authorization": f"Bearer {tokens.for_case(case)}"},
+        headers={"Authorization": f"Bearer {tokens.for_caller(caller)}"},
         checks=CHECKS,
     )
 
