@@ -93,16 +93,25 @@ def test_development_secret_is_generated_once_and_private(tmp_path: Path) -> Non
 
 
 def test_concurrent_first_starts_agree_on_one_secret(tmp_path: Path) -> None:
+    starters = 8
+    barrier = threading.Barrier(starters)
     results: list[bytes] = []
+    errors: list[BaseException] = []
 
     def start() -> None:
-        results.append(Settings(data_dir=tmp_path).secret_bytes())
+        try:
+            barrier.wait(timeout=30)  # all read the empty folder as close together as can be
+            results.append(Settings(data_dir=tmp_path).secret_bytes())
+        except BaseException as exc:  # the assertion below reports it
+            errors.append(exc)
 
-    threads = [threading.Thread(target=start) for _ in range(8)]
+    threads = [threading.Thread(target=start) for _ in range(starters)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert errors == []
+    assert len(results) == starters
     assert len(set(results)) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]
 
