@@ -2,7 +2,9 @@
 
 Changing a password, disabling a user or changing roles must always end (or update) that
 user's sessions, drop their cached entries and leave an audit record; routing every caller
-through :class:`Accounts` makes that impossible to forget.
+through :class:`Accounts` makes that impossible to forget. The same goes for the password
+policy (every way of setting a password checks it, in :meth:`Accounts.check_new_password`)
+and for the login back-off, which an operator's enable or password reset clears.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from bastion.audit import AuditTrail
+from bastion.auth import LoginLimiter, limiter_account
 from bastion.exceptions import UserError
 from bastion.passwords import Passwords
 from bastion.policy import check_password
+from bastion.ratelimit import AddressLimit
 from bastion.sessions import Session, SessionManager
 from bastion.users.repository import UserRecord, UserRepository
 
@@ -29,12 +33,18 @@ class Accounts:
         audit: AuditTrail,
         *,
         password_min_length: int = 8,
+        limiter: LoginLimiter | None = None,
+        registration_limit: AddressLimit | None = None,
     ) -> None:
         self.users = users
         self.sessions = sessions
         self.passwords = passwords
         self.audit = audit
         self.password_min_length = password_min_length
+        # The sign-in limiter (its back-off is cleared by enable and password resets) and
+        # the per-address limit on registration.
+        self.limiter = limiter
+        self.registration_limit = registration_limit
         # Called with the user id after any change that must invalidate derived state
         # (the cache layer registers its per-user generation bump here).
         self.on_user_changed: list[UserChanged] = []
@@ -50,21 +60,66 @@ class Accounts:
         return user
 
     def check_new_password(self, password: str, confirm: str | None, username: str) -> None:
+        """The password policy, the one check behind every way of setting a password."""
         if confirm is not None and password != confirm:
             raise UserError("the two passwords do not match")
         check_password(password, self.password_min_length, username=username)
 
-    async def register(
-        self, username: str, email: str | None, password: str, confirm: str, **context: Any
+    async def _forget_failures(self, user: UserRecord) -> None:
+        if self.limiter is not None:
+            await self.limiter.reset(limiter_account(user.username))
+
+    async def create(
+        self,
+        username: str,
+        password: str,
+        *,
+        email: str | None = None,
+        roles: Iterable[str] = (),
+        **context: Any,
     ) -> UserRecord:
-        """Create an ordinary account after the password policy; duplicates are refused
-        (user names compare after NFKC + case folding, so look-alikes collide)."""
+        """Create an account (an operator's or the application's doing) after the password
+        policy; duplicates are refused (user names compare after NFKC + case folding, so
+        look-alikes collide)."""
+        self.check_new_password(password, None, username)
+        return await self._create("user.created", username, password, email, roles, context)
+
+    async def register(
+        self,
+        username: str,
+        email: str | None,
+        password: str,
+        confirm: str,
+        *,
+        ip: str | None,
+        **context: Any,
+    ) -> UserRecord:
+        """Self-service sign-up of an ordinary account from ``ip``.
+
+        The per-address registration limit comes first (``RateLimited``): every attempt
+        counts, before any hashing. With the equal cost of a refusal (see :meth:`_create`)
+        it keeps "user already exists" from serving as an account oracle at scale."""
+        if self.registration_limit is not None:
+            await self.registration_limit.hit(ip)
         self.check_new_password(password, confirm, username)
-        hashed = await self.passwords.hash_async(password)
-        user = await self.users.create_user(username, hashed, email=email or None)
-        await self.audit.record(
-            "user.registered", user_id=user.id, username=user.username, **context
+        return await self._create(
+            "user.registered", username, password, email, (), {"ip": ip, **context}
         )
+
+    async def _create(
+        self,
+        event: str,
+        username: str,
+        password: str,
+        email: str | None,
+        roles: Iterable[str],
+        context: dict[str, Any],
+    ) -> UserRecord:
+        # Hashed before anything looks at existing accounts: refusing a taken name then
+        # costs what creating the account costs, so its timing tells nothing more.
+        hashed = await self.passwords.hash_async(password)
+        user = await self.users.create_user(username, hashed, email=email or None, roles=roles)
+        await self.audit.record(event, user_id=user.id, username=user.username, **context)
         return user
 
     async def change_password(
@@ -74,14 +129,14 @@ class Accounts:
         *,
         keep_session: str | None = None,
         actor_id: int | None = None,
-        check_policy: bool = True,
         **context: Any,
     ) -> list[str]:
         """Set a new password and end every session of the user but ``keep_session``
-        (their access and refresh tokens die with them). Returns the ended session keys."""
+        (their access and refresh tokens die with them); the account's login back-off ends
+        too. Returns the ended session keys."""
         user = await self.require(user_id)
-        if check_policy:
-            self.check_new_password(new_password, None, user.username)
+        self.check_new_password(new_password, None, user.username)
+        await self._forget_failures(user)
         hashed = await self.passwords.hash_async(new_password)
         await self.users.set_password_hash(user_id, hashed)
         ended = await self.sessions.end_all_for_user(user_id, keep=keep_session)
@@ -99,8 +154,11 @@ class Accounts:
     async def set_active(
         self, user_id: int, active: bool, *, actor_id: int | None = None, **context: Any
     ) -> list[str]:
-        """Enable or disable; disabling ends every session of the user at once."""
+        """Enable or disable; disabling ends every session of the user at once, enabling
+        ends the account's login back-off."""
         user = await self.require(user_id)
+        if active:
+            await self._forget_failures(user)
         await self.users.set_active(user_id, active)
         ended = [] if active else await self.sessions.end_all_for_user(user_id)
         await self._changed(user_id)

@@ -1,13 +1,16 @@
-"""Password sign-in, shared by the login page and the token endpoint.
+"""Password checks: sign-in (the login page and the token endpoint) and the checks of a
+signed-in user's password (password change; later re-authentication and second factors).
 
-Both go through :meth:`Authenticator.authenticate`, so they share one failure message, one
-timing profile and one brute-force budget.
+Every check goes through :meth:`Authenticator._limited`, so all of them share one failure
+message, one timing profile and one brute-force budget per account and per address.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Literal, Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TypeVar
 
 from bastion.audit import AuditTrail
 from bastion.exceptions import AuthenticationFailed, StoreUnavailable, UserError
@@ -16,6 +19,7 @@ from bastion.users.models import normalize_username
 from bastion.users.repository import UserRecord, UserRepository
 
 Channel = Literal["web", "api"]
+T = TypeVar("T")
 
 
 class LoginLimiter(Protocol):
@@ -32,6 +36,31 @@ class LoginLimiter(Protocol):
         ...
 
     async def succeeded(self, account: str, ip: str | None) -> None: ...
+
+    async def reset(self, account: str) -> None:
+        """Forget the account's failures and end its back-off (an operator's decision)."""
+        ...
+
+
+def limiter_account(username: str) -> str:
+    """The key an account's budget is kept under: the normalised user name, or "" for a
+    name no account can have (limited by address only)."""
+    try:
+        return normalize_username(username)
+    except UserError:
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One password check, as the limiter and the audit trail see it."""
+
+    account: str
+    username: str  # as given, for the audit record
+    ip: str | None
+    user_agent: str | None
+    failure_event: str
+    detail: dict[str, str] = field(default_factory=dict)
 
 
 class Authenticator:
@@ -61,65 +90,95 @@ class Authenticator:
         Unknown users, wrong passwords and disabled accounts cost the same hashing work and
         raise the same error; while throttled even a correct password gets ``RateLimited``.
         """
-        try:
-            account = normalize_username(username)
-        except UserError:
-            account = ""
-        if self.limiter is not None:
-            await self.limiter.check(account, ip)
-        try:
-            return await self._judge(account, username, password, ip, user_agent, channel)
-        except StoreUnavailable:
-            if self.limiter is not None:
-                with contextlib.suppress(StoreUnavailable):
-                    await self.limiter.abandoned(account, ip)
-            raise
+        attempt = _Attempt(
+            limiter_account(username),
+            username,
+            ip,
+            user_agent,
+            "login.failure",
+            {"channel": channel},
+        )
 
-    async def _judge(
+        async def sign_in() -> UserRecord:
+            user = await self.users.get_by_username(username) if attempt.account else None
+            user = await self._verify(user, password, attempt)
+            await self.users.record_login(user.id)
+            return user
+
+        return await self._limited(attempt, sign_in)
+
+    async def confirm_password(
         self,
-        account: str,
-        username: str,
+        user_id: int,
         password: str,
+        *,
         ip: str | None,
         user_agent: str | None,
-        channel: Channel,
+        purpose: str,
     ) -> UserRecord:
-        user = await self.users.get_by_username(username) if account else None
+        """The signed-in user ``user_id`` proves their password again (``purpose``, e.g.
+        "password change"): the same back-off and address limit as sign-in, failures
+        audited as ``reauth.failure``. Returns the (active) user, or raises
+        :class:`AuthenticationFailed` / ``RateLimited`` like :meth:`authenticate`."""
+        user = await self.users.get_by_id(user_id)
+        username = user.username if user is not None else ""
+        attempt = _Attempt(
+            limiter_account(username),
+            username,
+            ip,
+            user_agent,
+            "reauth.failure",
+            {"purpose": purpose},
+        )
+        return await self._limited(attempt, lambda: self._verify(user, password, attempt))
+
+    async def _limited(self, attempt: _Attempt, check: Callable[[], Awaitable[T]]) -> T:
+        """Run ``check`` as one attempt admitted by the limiter; a success resets the
+        account's failures, an outage gives the attempt back."""
+        limiter = self.limiter
+        if limiter is not None:
+            await limiter.check(attempt.account, attempt.ip)
+        try:
+            result = await check()
+            if limiter is not None:
+                await limiter.succeeded(attempt.account, attempt.ip)
+            return result
+        except StoreUnavailable:
+            if limiter is not None:
+                with contextlib.suppress(StoreUnavailable):
+                    await limiter.abandoned(attempt.account, attempt.ip)
+            raise
+
+    async def _verify(
+        self, user: UserRecord | None, password: str, attempt: _Attempt
+    ) -> UserRecord:
         if user is None:
             await self.passwords.verify_unknown_user(password)
-            await self._failed(account, username, None, ip, user_agent, channel, "unknown user")
+            await self._failed(attempt, None, "unknown user")
         assert user is not None
         ok, needs_rehash = await self.passwords.verify_async(password, user.password_hash)
         if not ok:
-            await self._failed(account, username, user.id, ip, user_agent, channel, "password")
+            await self._failed(attempt, user.id, "password")
         if not user.is_active:
-            await self._failed(account, username, user.id, ip, user_agent, channel, "disabled")
+            await self._failed(attempt, user.id, "disabled")
         if needs_rehash:
             new_hash = await self.passwords.hash_async(password)
             await self.users.set_password_hash(user.id, new_hash, changed=False)
-        await self.users.record_login(user.id)
-        if self.limiter is not None:
-            await self.limiter.succeeded(account, ip)
         return user
 
-    async def _failed(
-        self,
-        account: str,
-        username: str,
-        user_id: int | None,
-        ip: str | None,
-        user_agent: str | None,
-        channel: Channel,
-        reason: str,
-    ) -> None:
+    async def _failed(self, attempt: _Attempt, user_id: int | None, reason: str) -> None:
         if self.limiter is not None:
-            await self.limiter.failed(account, ip)
+            await self.limiter.failed(attempt.account, attempt.ip)
+        # Required: a success must write (the last-login time, the session), so a failure
+        # that could not be written gets the same 503, or a database that reads but refuses
+        # writes would tell right passwords (503) from wrong ones (400).
         await self.audit.record(
-            "login.failure",
+            attempt.failure_event,
             user_id=user_id,
-            username=username[:150],
-            ip=ip,
-            user_agent=user_agent,
-            detail={"channel": channel, "reason": reason},
+            username=attempt.username[:150],
+            ip=attempt.ip,
+            user_agent=attempt.user_agent,
+            detail={**attempt.detail, "reason": reason},
+            required=True,
         )
         raise AuthenticationFailed

@@ -93,8 +93,11 @@ def guarded(main: Callable[[], Awaitable[T]]) -> T:
         fail(f"unexpected {type(error).__name__}; set BASTION_DEBUG=1 for details")
 
 
-def read_password(from_stdin: bool, settings: Settings, username: str | None = None) -> str:
-    """One line from stdin (without its newline), or a twice-typed prompt without echo."""
+def read_password(from_stdin: bool) -> str:
+    """One line from stdin (without its newline), or a twice-typed prompt without echo.
+
+    The password policy is not checked here: the account method that sets the password
+    checks it, with the user's name, as every other way of setting a password does."""
     if from_stdin:
         line = sys.stdin.readline()
         password = line[:-1] if line.endswith("\n") else line
@@ -110,12 +113,6 @@ def read_password(from_stdin: bool, settings: Settings, username: str | None = N
             )
         except typer.Abort:  # end of input or Ctrl-C at the prompt
             fail("no password entered")
-    from bastion.policy import check_password
-
-    try:
-        check_password(password, settings.password_min_length, username=username)
-    except UserError as error:
-        fail(str(error))
     return password
 
 
@@ -132,13 +129,11 @@ def users_create(
     ] = False,
 ) -> None:
     """Create a user."""
-    settings = load_settings()
-    password = read_password(password_stdin, settings, username=name)
+    load_settings()  # a bad setting is reported before the prompt
+    password = read_password(password_stdin)
 
     async def work(services: Any) -> None:
-        hashed = await services.passwords.hash_async(password)
-        user = await services.users.create_user(name, hashed, email=email, roles=tuple(role or ()))
-        await services.users.add_audit("user.created", user_id=user.id, username=user.username)
+        user = await services.accounts.create(name, password, email=email, roles=role or ())
         typer.echo(f"created user {user.username}")
 
     run(work)
@@ -172,14 +167,15 @@ def users_set_password(
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
 ) -> None:
-    """Set a user's password and end all of that user's sessions."""
-    settings = load_settings()
-    password = read_password(password_stdin, settings)
+    """Set a user's password, end all of that user's sessions and their login back-off."""
+    load_settings()  # a bad setting is reported before the prompt
+    password = read_password(password_stdin)
 
     async def work(services: Any) -> None:
         user = await _require_user(services, name)
-        # The same path as the web: sessions, their tokens and cached entries all end.
-        ended = await services.accounts.change_password(user.id, password, check_policy=False)
+        # The same path as the web: the password policy, then sessions, their tokens and
+        # cached entries all end.
+        ended = await services.accounts.change_password(user.id, password)
         typer.echo(f"password set for {user.username}; {len(ended)} session(s) ended")
 
     run(work)

@@ -23,9 +23,10 @@ Per account (the normalised user name; unknown names are treated exactly like kn
   seconds without an attempt.
 
 Per client address, a fixed window of ``ip_limit = (count, seconds)`` attempts over all
-accounts together, started by the first attempt. Successes count too, so an attacker cannot
-refill the budget by signing in to an account of their own between guesses. IPv6 addresses
-are counted per /64, the smallest block one subscriber is usually given.
+accounts together, started by the first attempt (:class:`AddressLimit`). Successes count too,
+so an attacker cannot refill the budget by signing in to an account of their own between
+guesses. IPv6 addresses are counted per /64, the smallest block one subscriber is usually
+given. Registration has an :class:`AddressLimit` of its own (``BASTION_REGISTRATION_IP_LIMIT``).
 
 Times are the store's: the TTLs decide when a block or window ends (with the store's clock,
 i.e. the Redis server's or the clock given to a memory or SQL store), so processes with
@@ -104,6 +105,55 @@ def _whole_seconds(remaining: float | None, fallback: int) -> int:
     return max(1, math.ceil(remaining))
 
 
+def describe_wait(seconds: int) -> str:
+    """``seconds`` of waiting in words for a person: "1 second", "90 seconds", "15 minutes",
+    "3 hours"; rounded up to the unit (``Retry-After`` carries the exact value)."""
+    seconds = max(1, seconds)
+    if seconds < 120:
+        count, unit = seconds, "second"
+    elif seconds < 7200:
+        count, unit = math.ceil(seconds / 60), "minute"
+    else:
+        count, unit = math.ceil(seconds / 3600), "hour"
+    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+
+
+class AddressLimit:
+    """At most ``limit`` attempts per client address in a fixed window of ``window`` seconds
+    that starts with the first attempt (IPv6 per /64, see :func:`address_bucket`).
+
+    ``what`` names the attempts in logs ("login", "registration"); ``prefix`` starts the
+    store keys, so that limits of different purposes count apart.
+    """
+
+    def __init__(self, store: Store, limit: int, window: int, *, what: str, prefix: str) -> None:
+        if limit < 1 or window < 1:
+            raise ValueError("an address limit needs attempts >= 1 and window seconds >= 1")
+        self.store = store
+        self.limit = limit
+        self.window = window
+        self.what = what
+        self.prefix = prefix
+
+    def __repr__(self) -> str:
+        return f"AddressLimit({self.what}: {self.limit} per {self.window} s)"
+
+    async def hit(self, ip: str | None) -> None:
+        """Count one attempt from ``ip``, or raise :class:`RateLimited` past the limit.
+
+        ``None`` (no client address known) is one shared bucket: an attempt whose address
+        is unknown is limited, never let through."""
+        bucket = address_bucket(ip) if ip else "unknown"
+        key = f"{self.prefix}:{_digest('address', bucket)}"
+        attempts = await self.store.incr(key, 1, ttl=self.window)
+        if attempts > self.limit:
+            if attempts == self.limit + 1:
+                log.warning(
+                    "%s attempts from %s over the limit of %d", self.what, bucket, self.limit
+                )
+            raise RateLimited(_whole_seconds(await self.store.ttl(key), self.window))
+
+
 class _AccountKeys:
     """Store keys of one account; one Redis hash tag, so one multi-key delete works on a
     cluster."""
@@ -151,6 +201,11 @@ class LoginThrottle:
         self.max_backoff = max_backoff
         self.ip_limit = ip_limit
         self.forget_after = forget_after
+        self._addresses = (
+            None
+            if ip_limit is None
+            else AddressLimit(store, *ip_limit, what="login", prefix="addr")
+        )
 
     @classmethod
     def from_settings(cls, store: Store, settings: Settings) -> LoginThrottle:
@@ -184,8 +239,8 @@ class LoginThrottle:
         for its account, until :meth:`succeeded` says otherwise. ``account`` "" (a name that
         cannot exist) is limited by address only; ``ip`` None by account only.
         """
-        if ip and self.ip_limit is not None:
-            await self._check_address(ip, *self.ip_limit)
+        if ip and self._addresses is not None:
+            await self._addresses.hit(ip)
         if account:
             await self._check_account(_AccountKeys(account))
 
@@ -231,15 +286,6 @@ class LoginThrottle:
     async def _count(self, keys: _AccountKeys) -> int:
         raw = await self.store.get(keys.failures)
         return max(0, int(raw)) if raw else 0
-
-    async def _check_address(self, ip: str, limit: int, window: int) -> None:
-        bucket = address_bucket(ip)
-        key = f"addr:{_digest('address', bucket)}"
-        attempts = await self.store.incr(key, 1, ttl=window)
-        if attempts > limit:
-            if attempts == limit + 1:
-                log.warning("login attempts from %s over the limit of %d", bucket, limit)
-            raise RateLimited(_whole_seconds(await self.store.ttl(key), window))
 
     async def _check_account(self, keys: _AccountKeys) -> None:
         store = self.store

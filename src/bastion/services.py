@@ -20,7 +20,7 @@ from bastion.clock import Clock, system_clock
 from bastion.db import create_engine
 from bastion.keys import KeyRing
 from bastion.passwords import Passwords
-from bastion.ratelimit import LoginThrottle
+from bastion.ratelimit import AddressLimit, LoginThrottle
 from bastion.refresh import RefreshTokens
 from bastion.sessions import SessionManager, SessionPolicy
 from bastion.settings import Settings, StoreKind
@@ -136,8 +136,22 @@ async def open_services(
     passwords = passwords or Passwords()
     audit = AuditTrail(users)
     cache = Cache(build("cache", settings.store_kind("cache")), clock=clock)
+    # One limiter for every password check (sign-in and a signed-in user's re-check); the
+    # accounts clear its back-off when an operator enables a user or sets a password.
+    login_throttle = LoginThrottle.from_settings(ratelimit_store, settings)
     accounts = Accounts(
-        users, sessions, passwords, audit, password_min_length=settings.password_min_length
+        users,
+        sessions,
+        passwords,
+        audit,
+        password_min_length=settings.password_min_length,
+        limiter=login_throttle,
+        registration_limit=AddressLimit(
+            ratelimit_store,
+            *settings.registration_ip_rate,
+            what="registration",
+            prefix="register:addr",
+        ),
     )
     # Password change, role change, disabling and deletion drop the user's cached entries.
     accounts.on_user_changed.append(cache.invalidate_user)
@@ -168,9 +182,7 @@ async def open_services(
         ),
         audit=audit,
         accounts=accounts,
-        authenticator=Authenticator(
-            users, passwords, audit, limiter=LoginThrottle.from_settings(ratelimit_store, settings)
-        ),
+        authenticator=Authenticator(users, passwords, audit, limiter=login_throttle),
         cache=cache,
         redis=redis,
     )

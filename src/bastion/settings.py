@@ -174,6 +174,11 @@ class Settings(BaseSettings):
     registration: Literal["open", "closed"] = Field(
         "closed", description="`open` enables /register."
     )
+    registration_ip_limit: str = Field(
+        "10/hour",
+        description="Registration attempts per client address (IPv6: per /64), counted "
+        "before any hashing; bounds probing for taken user names.",
+    )
     password_min_length: int = Field(
         8, ge=1, le=1024, description="Minimum password length, characters."
     )
@@ -186,7 +191,7 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("login_ip_limit")
+    @field_validator("login_ip_limit", "registration_ip_limit")
     @classmethod
     def _rate(cls, value: str) -> str:
         parse_rate(value)
@@ -234,6 +239,10 @@ class Settings(BaseSettings):
     @property
     def login_ip_rate(self) -> tuple[int, int]:
         return parse_rate(self.login_ip_limit)
+
+    @property
+    def registration_ip_rate(self) -> tuple[int, int]:
+        return parse_rate(self.registration_ip_limit)
 
     def secret_bytes(self) -> bytes:
         """The current master secret; generates and keeps one in development."""

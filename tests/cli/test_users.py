@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bastion.exceptions import AuthenticationFailed, RateLimited
+from bastion.ratelimit import LoginThrottle
+from bastion.services import Services
 from tests.cli.conftest import Cli, Library, assert_handled_error, assert_ok
 
 # ---- create ------------------------------------------------------------------------------
@@ -230,6 +233,79 @@ def test_set_password_refuses_a_too_short_password_and_keeps_everything(
     assert_handled_error(outcome, "at least 8 characters")
     assert library.password_matches("alice", "old-password-1")
     assert library.live_sessions(alice) == {session}
+
+
+def test_set_password_refuses_a_password_containing_the_user_name(
+    cli: Cli, library: Library
+) -> None:
+    alice = library.add_user("alice", password="old-password-1")
+    session = library.add_session(alice)
+
+    outcome = cli.script(
+        "users", "set-password", "alice", "--password-stdin", input="ALICE-in-wonderland-2\n"
+    )
+
+    assert_handled_error(outcome, "must not contain the user name")
+    assert library.password_matches("alice", "old-password-1")
+    assert library.live_sessions(alice) == {session}
+
+
+# ---- the login back-off ------------------------------------------------------------------
+
+
+@pytest.fixture
+def shared_limits(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rate limits in the database, where the command and the servers see the same ones."""
+    monkeypatch.setenv("BASTION_RATELIMIT_STORE", "sql")
+    monkeypatch.setenv("BASTION_LOGIN_MAX_FAILURES", "2")
+
+
+def put_in_backoff(library: Library, name: str) -> None:
+    async def work(services: Services) -> None:
+        sign_in = services.authenticator.authenticate
+        for _ in range(2):
+            with pytest.raises(AuthenticationFailed):
+                await sign_in(name, "wrong-guess-1", ip=None, user_agent=None, channel="web")
+        with pytest.raises(RateLimited):
+            await sign_in(name, "wrong-guess-1", ip=None, user_agent=None, channel="web")
+
+    library.run(work)
+
+
+def login_failures(library: Library, name: str) -> int:
+    async def work(services: Services) -> int:
+        limiter = services.authenticator.limiter
+        assert isinstance(limiter, LoginThrottle)
+        return await limiter.failures(name)
+
+    return library.run(work)
+
+
+@pytest.mark.usefixtures("shared_limits")
+@pytest.mark.parametrize(
+    ("command", "stdin"),
+    [
+        pytest.param(["users", "enable", "alice"], None, id="enable"),
+        pytest.param(
+            ["users", "set-password", "alice", "--password-stdin"],
+            "new-password-2\n",
+            id="set-password",
+        ),
+    ],
+)
+def test_enable_and_set_password_end_the_login_backoff(
+    cli: Cli, library: Library, command: list[str], stdin: str | None
+) -> None:
+    library.add_user("alice", password="old-password-1")
+    library.add_user("bob")
+    put_in_backoff(library, "alice")
+    put_in_backoff(library, "bob")
+    assert login_failures(library, "alice") == 2
+
+    assert_ok(cli.invoke(*command, input=stdin))
+
+    assert login_failures(library, "alice") == 0
+    assert login_failures(library, "bob") == 2  # only that account's
 
 
 # ---- disable / enable --------------------------------------------------------------------

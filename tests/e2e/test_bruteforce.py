@@ -1,9 +1,11 @@
-"""Brute-force protection through the ASGI app: back-off, shared budget, address limits.
+"""Brute-force protection through the ASGI app: back-off, shared budget, address limits,
+on sign-in, on the password check of a signed-in user, and on registration.
 
-``Bastion`` starts its services on the system clock, so most tests here swap the
-authenticator's limiter for one built by the same ``LoginThrottle.from_settings`` on a
-memory store that runs on a :class:`FakeClock`: back-off is then observed without sleeping.
-``test_limiter_is_wired_to_the_configured_store`` and the outage test use the real wiring.
+``Bastion`` starts its services on the system clock, so most tests here swap the limiter
+(of the authenticator and of the accounts) for one built by the same
+``LoginThrottle.from_settings`` on a memory store that runs on a :class:`FakeClock`: back-off
+is then observed without sleeping. ``test_limiter_is_wired_to_the_configured_store`` and the
+outage tests use the real wiring.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import httpx
 import pytest
 
 from bastion.clock import FakeClock
-from bastion.ratelimit import LoginThrottle
+from bastion.passwords import Passwords
+from bastion.ratelimit import AddressLimit, LoginThrottle
 from bastion.settings import Settings
-from bastion.stores import MemoryStore
-from tests.e2e.conftest import ORIGIN, PASSWORD, Site, csrf_from, login
+from bastion.stores import MemoryStore, RedisStore, create_redis_client
+from tests.e2e.conftest import ORIGIN, PASSWORD, Site, csrf_from, csrf_token, login
 
 WRONG = "not the password at all"
+NEW_PASSWORD = "a much better passphrase 42"
 PROXY = "10.0.0.1"
 SiteFactory = Callable[[Settings], Any]
 MakeSettings = Callable[..., Settings]
@@ -50,6 +54,7 @@ async def start(
     clock = FakeClock()
     limiter = LoginThrottle.from_settings(MemoryStore("ratelimit", clock=clock), settings)
     site.bastion.services.authenticator.limiter = limiter
+    site.bastion.services.accounts.limiter = limiter
     await site.create_user("alice")
     return Throttled(site, clock, limiter)
 
@@ -374,3 +379,214 @@ async def test_rate_limit_store_outage_refuses_logins_with_503(
     assert "rate-limit store unavailable" in page.text
     assert token.status_code == 503
     assert token.json() == {"detail": "rate-limit store unavailable"}
+
+
+# -- the password check of a signed-in user (password change) -------------------------------
+
+
+async def change_password(
+    client: httpx.AsyncClient, current: str, new: str = NEW_PASSWORD
+) -> httpx.Response:
+    form = {
+        "csrf_token": await csrf_token(client, "/account/password"),
+        "current_password": current,
+        "new_password": new,
+        "new_password_confirm": new,
+    }
+    return await client.post("/account/password", data=form, headers=ORIGIN)
+
+
+async def test_wrong_current_passwords_lead_to_the_login_backoff(throttled: Throttled) -> None:
+    async with throttled.site.client() as client:
+        assert (await web(client, "alice", PASSWORD)).status_code == 303
+        assert outcome(await change_password(client, WRONG)) == (400, None)
+        assert outcome(await change_password(client, WRONG)) == (400, None)
+        wrong = await change_password(client, WRONG)
+        right = await change_password(client, PASSWORD)
+        assert outcome(wrong) == (429, "1")
+        assert "Too many attempts. Please wait 1 second and try again." in wrong.text
+        assert 'name="current_password"' in wrong.text
+        assert comparable(right) == comparable(wrong)  # a correct password learns nothing
+        throttled.clock.advance(1)
+        changed = await change_password(client, PASSWORD)
+    assert changed.status_code == 200
+    assert "Password changed" in changed.text
+    assert await throttled.limiter.failures("alice") == 0
+
+
+async def test_password_change_and_sign_in_spend_one_budget(throttled: Throttled) -> None:
+    async with throttled.site.client() as signed_in, throttled.site.client() as other:
+        assert (await web(signed_in, "alice", PASSWORD)).status_code == 303
+        for _ in range(2):
+            assert (await api(other, "alice", WRONG)).status_code == 400
+        assert outcome(await change_password(signed_in, PASSWORD)) == (429, "1")
+        throttled.clock.advance(1)
+        assert (await web(other, "alice", PASSWORD)).status_code == 303  # resets the count
+        for _ in range(2):
+            assert (await change_password(signed_in, WRONG)).status_code == 400
+        assert outcome(await web(other, "alice", PASSWORD)) == (429, "1")
+
+
+async def test_password_change_counts_for_the_address_limit(five_a_minute: Throttled) -> None:
+    async with five_a_minute.site.client() as client:
+        assert (await web(client, "alice", PASSWORD)).status_code == 303
+        for i in range(4):
+            assert (await api(client, f"user{i}", WRONG)).status_code == 400
+        limited = await change_password(client, PASSWORD)
+    assert outcome(limited) == (429, "60")
+    assert "Please wait 60 seconds" in limited.text
+
+
+async def test_password_check_fails_closed_when_the_rate_limit_store_is_down(
+    throttled: Throttled, closed_port: int
+) -> None:
+    site = throttled.site
+    client_of_nobody = create_redis_client(f"redis://127.0.0.1:{closed_port}/0", timeout=0.5)
+    down = RedisStore(
+        client_of_nobody, namespace="down", component="rate-limit store", owns_client=True
+    )
+    async with site.client() as client:
+        assert (await web(client, "alice", PASSWORD)).status_code == 303
+        site.bastion.services.authenticator.limiter = LoginThrottle(down)
+        try:
+            response = await change_password(client, PASSWORD)
+        finally:
+            await down.aclose()
+    assert response.status_code == 503
+    assert "rate-limit store unavailable" in response.text
+    services = site.bastion.services
+    user = await services.users.get_by_username("alice")
+    assert user is not None
+    assert (await services.passwords.verify_async(PASSWORD, user.password_hash)).ok
+
+
+# -- registration -----------------------------------------------------------------------------
+
+
+class CountingPasswords(Passwords):
+    """The real hasher, counting the new hashes it makes."""
+
+    hashes = 0
+
+    async def hash_async(self, password: str) -> str:
+        self.hashes += 1
+        return await super().hash_async(password)
+
+
+async def register(client: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
+    form = {
+        "csrf_token": await csrf_token(client, "/register"),
+        "username": username,
+        "email": "",
+        "password": password,
+        "password_confirm": password,
+    }
+    return await client.post("/register", data=form, headers=ORIGIN)
+
+
+async def open_registration(
+    site_factory: SiteFactory, make_settings: MakeSettings, limit: str
+) -> tuple[Site, CountingPasswords]:
+    site: Site = await site_factory(make_settings(registration="open", registration_ip_limit=limit))
+    counting = CountingPasswords()
+    site.bastion.services.accounts.passwords = counting
+    await site.create_user("alice")
+    return site, counting
+
+
+async def test_registration_is_limited_per_address_before_any_hashing(
+    site_factory: SiteFactory, make_settings: MakeSettings
+) -> None:
+    site, counting = await open_registration(site_factory, make_settings, "3/hour")
+    async with site.client() as client:
+        assert (await register(client, "bob", NEW_PASSWORD)).status_code == 303
+        assert (await register(client, "alice", NEW_PASSWORD)).status_code == 400
+        assert (await register(client, "carol", "password")).status_code == 400  # policy
+        hashes = counting.hashes
+        limited = await register(client, "dave", NEW_PASSWORD)
+        assert limited.status_code == 429
+        assert 0 < int(limited.headers["retry-after"]) <= 3600
+        assert "Too many sign-up attempts from your network" in limited.text
+        assert 'value="dave"' in limited.text  # the form keeps what was typed
+    assert counting.hashes == hashes  # refused before any hashing
+    assert await site.bastion.services.users.get_by_username("dave") is None
+    async with site.client(client=("192.0.2.9", 4000)) as elsewhere:
+        assert (await register(elsewhere, "dave", NEW_PASSWORD)).status_code == 303
+
+
+async def test_a_taken_name_costs_the_same_hashing_as_a_new_account(
+    site_factory: SiteFactory, make_settings: MakeSettings
+) -> None:
+    site, counting = await open_registration(site_factory, make_settings, "100/hour")
+    async with site.client() as client:
+        assert (await register(client, "bob", NEW_PASSWORD)).status_code == 303
+        after_success = counting.hashes
+    async with site.client() as client:
+        taken = await register(client, "ALICE", NEW_PASSWORD)
+    assert taken.status_code == 400
+    assert "already exists" in taken.text
+    assert after_success == 1
+    assert counting.hashes - after_success == after_success
+
+
+async def test_registration_limit_ends_with_its_window_and_spares_sign_in(
+    site_factory: SiteFactory, make_settings: MakeSettings
+) -> None:
+    site, _ = await open_registration(site_factory, make_settings, "1/minute")
+    clock = FakeClock()
+    accounts = site.bastion.services.accounts
+    accounts.registration_limit = AddressLimit(
+        MemoryStore("ratelimit", clock=clock), 1, 60, what="registration", prefix="register:addr"
+    )
+    async with site.client() as client:
+        assert (await register(client, "bob", "password")).status_code == 400  # counts too
+        assert outcome(await register(client, "bob", NEW_PASSWORD)) == (429, "60")
+        assert (await web(client, "alice", PASSWORD)).status_code == 303
+        clock.advance(60)
+        assert (await register(client, "carol", NEW_PASSWORD)).status_code == 303
+
+
+async def test_registration_limit_is_wired_to_the_configured_store(
+    site_factory: SiteFactory, make_settings: MakeSettings
+) -> None:
+    site: Site = await site_factory(make_settings(registration="open"))
+    services = site.bastion.services
+    limit = services.accounts.registration_limit
+    assert isinstance(limit, AddressLimit)
+    assert limit.store is services.ratelimit_store
+    assert (limit.limit, limit.window) == (10, 3600)  # BASTION_REGISTRATION_IP_LIMIT default
+    assert services.accounts.limiter is services.authenticator.limiter
+
+
+# -- an operator ends the back-off ------------------------------------------------------------
+
+
+async def test_admin_enabling_a_user_ends_their_login_backoff(throttled: Throttled) -> None:
+    site = throttled.site
+    alice = await site.bastion.services.users.get_by_username("alice")
+    assert alice is not None
+    await site.create_user("root", roles=("admin",))
+    async with site.client() as admin, site.client(client=("192.0.2.9", 4000)) as guesser:
+        assert (await web(admin, "root", PASSWORD)).status_code == 303
+        for _ in range(2):
+            assert (await web(guesser, "alice", WRONG)).status_code == 400
+        assert outcome(await web(guesser, "alice", PASSWORD)) == (429, "1")
+        form = {"csrf_token": await csrf_token(admin, "/admin/users"), "active": "1"}
+        enabled = await admin.post(f"/admin/users/{alice.id}/active", data=form, headers=ORIGIN)
+        assert enabled.status_code == 303
+        assert await throttled.limiter.failures("alice") == 0
+        assert (await web(guesser, "alice", PASSWORD)).status_code == 303
+
+
+async def test_a_password_reset_by_the_operator_ends_the_login_backoff(
+    throttled: Throttled,
+) -> None:
+    site = throttled.site
+    async with site.client() as guesser:
+        for _ in range(2):
+            await web(guesser, "alice", WRONG)
+        assert outcome(await web(guesser, "alice", PASSWORD)) == (429, "1")
+        alice = await site.bastion.services.users.get_by_username("alice")
+        assert alice is not None
+        await site.bastion.services.accounts.change_password(alice.id, NEW_PASSWORD)
+        assert (await web(guesser, "alice", NEW_PASSWORD)).status_code == 303

@@ -17,7 +17,13 @@ import pytest_asyncio
 
 from bastion.clock import FakeClock
 from bastion.exceptions import RateLimited, StoreUnavailable
-from bastion.ratelimit import LoginThrottle, address_bucket, backoff_seconds
+from bastion.ratelimit import (
+    AddressLimit,
+    LoginThrottle,
+    address_bucket,
+    backoff_seconds,
+    describe_wait,
+)
 from bastion.settings import Settings
 from bastion.stores import MemoryStore, RedisStore, Store, create_redis_client
 from tests.backends import Backend, backend_param, open_store, resolve_backend
@@ -391,6 +397,64 @@ async def test_ipv6_clients_are_counted_per_64_network(store: Store) -> None:
     await fail(limiter, "alice", "2001:db8:0:1::1")
     assert await retry_after(limiter, "bob", "2001:db8:0:1::2") == 60
     assert await admitted(limiter, "bob", "2001:db8:0:2::1")
+
+
+def registration_limit(store: Store, limit: int = 2, window: int = 3600) -> AddressLimit:
+    return AddressLimit(store, limit, window, what="registration", prefix="register:addr")
+
+
+async def test_a_limit_of_another_purpose_counts_apart_from_login(store: Store) -> None:
+    login = throttle(store, ip_limit=(1, 60))
+    registration = registration_limit(store, limit=1)
+    await registration.hit(IP)
+    with pytest.raises(RateLimited) as refused:
+        await registration.hit(IP)
+    assert refused.value.retry_after == 3600
+    assert await admitted(login, "alice")  # the login budget of the address is untouched
+    await registration.hit("198.51.100.1")  # nor is another address's registration budget
+
+
+async def test_attempts_of_unknown_address_share_one_bucket(store: Store) -> None:
+    registration = registration_limit(store, limit=2)
+    await registration.hit(None)
+    await registration.hit(None)
+    with pytest.raises(RateLimited):
+        await registration.hit(None)
+    await registration.hit(IP)
+
+
+async def test_address_limit_keys_never_contain_the_address(store: Store) -> None:
+    recording = RecordingStore(store)
+    await registration_limit(recording).hit("198.51.100.23")
+    assert recording.keys
+    for key in recording.keys:
+        assert "198.51" not in key
+        assert key.startswith("register:addr:")
+
+
+@pytest.mark.parametrize(("limit", "window"), [(0, 60), (1, 0)])
+def test_an_address_limit_refuses_an_empty_budget(limit: int, window: int) -> None:
+    with pytest.raises(ValueError, match="address limit"):
+        AddressLimit(MemoryStore(), limit, window, what="registration", prefix="r")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [
+        (0, "1 second"),
+        (1, "1 second"),
+        (60, "60 seconds"),
+        (119, "119 seconds"),
+        (120, "2 minutes"),
+        (121, "3 minutes"),
+        (900, "15 minutes"),
+        (3600, "60 minutes"),
+        (7200, "2 hours"),
+        (86_400, "24 hours"),
+    ],
+)
+def test_waits_are_described_in_words_rounded_up(seconds: int, words: str) -> None:
+    assert describe_wait(seconds) == words
 
 
 async def test_address_refusal_does_not_count_for_the_account(store: Store) -> None:

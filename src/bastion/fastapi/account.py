@@ -9,10 +9,11 @@ from fastapi.responses import RedirectResponse, Response
 
 from bastion.asgi.sessions import session_state
 from bastion.devices import describe
-from bastion.exceptions import UserError
+from bastion.exceptions import AuthenticationFailed, RateLimited, UserError
 from bastion.fastapi.api import end_own_session
 from bastion.fastapi.dependencies import PageUser, client_ip
 from bastion.fastapi.install import Bastion, BastionDep
+from bastion.ratelimit import describe_wait
 
 router = APIRouter(include_in_schema=False)
 FormText = Annotated[str, Form(max_length=4096)]
@@ -75,25 +76,40 @@ async def password_change(
     new_password_confirm: FormText = "",
 ) -> Response:
     services = bastion.services
-    record = await services.users.get_by_id(user.user_id)
-    if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND)
 
-    def failed(message: str) -> Response:
+    def failed(
+        message: str, status_code: int = 400, headers: dict[str, str] | None = None
+    ) -> Response:
         return bastion.templates.render(
             request,
             "account_password.html",
             {"error": message, "notice": None},
-            status_code=400,
+            status_code=status_code,
+            headers=headers,
         )
 
-    ok, _ = await services.passwords.verify_async(current_password, record.password_hash)
-    if not ok:
-        return failed("The current password is not correct.")
+    # The new password is judged first: that answer depends on no secret, so a refusal
+    # never tells whether the current password was right.
     try:
-        services.accounts.check_new_password(new_password, new_password_confirm, record.username)
+        services.accounts.check_new_password(new_password, new_password_confirm, user.username)
     except UserError as error:
         return failed(str(error).capitalize() + ".")
+    try:
+        await services.authenticator.confirm_password(
+            user.user_id,
+            current_password,
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+            purpose="password change",
+        )
+    except AuthenticationFailed:
+        return failed("The current password is not correct.")
+    except RateLimited as limited:
+        return failed(
+            f"Too many attempts. Please wait {describe_wait(limited.retry_after)} and try again.",
+            429,
+            {"Retry-After": str(limited.retry_after)},
+        )
     await services.accounts.change_password(
         user.user_id,
         new_password,
@@ -152,6 +168,18 @@ async def register(
             "register.html",
             {"error": str(error).capitalize() + ".", "values": values},
             status_code=400,
+        )
+    except RateLimited as limited:
+        return bastion.templates.render(
+            request,
+            "register.html",
+            {
+                "error": "Too many sign-up attempts from your network. Please wait "
+                f"{describe_wait(limited.retry_after)} and try again.",
+                "values": values,
+            },
+            status_code=429,
+            headers={"Retry-After": str(limited.retry_after)},
         )
     state = session_state(request.scope)
     previous = state.session.key if state.session else None

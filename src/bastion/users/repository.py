@@ -52,6 +52,7 @@ try:
         _pg.PostgresConnectionError,  # SQLSTATE 08: connection failures
         _pg.OperatorInterventionError,  # 57: statement timeout, shutdown, cannot connect now
         _pg.InsufficientResourcesError,  # 53: too many connections, disk full
+        _pg.ReadOnlySQLTransactionError,  # 25006: a hot standby or read-only mode refuses writes
         _pg.InterfaceError,  # connection closed / in use
     )
 except ImportError:  # pragma: no cover - asyncpg is a dependency, but SQLite needs none of it
