@@ -4,12 +4,22 @@ Store layout (in the session store, beside the sessions)::
 
     r:<sha256>    live token -> {"sid", "uid"}; TTL = idle lifetime, capped at the
                   session's absolute end
-    rs:<sha256>   spent token -> sid; kept as long as a live token would have lived, so a
-                  replay within that window is recognised as theft
+    rs:<sha256>   spent token -> sid; kept for a full idle lifetime after it was spent, so a
+                  replay is recognised as theft for as long as the token could have lived
 
-Rotation takes the live record with the store's atomic ``pop``: of any number of
-concurrent refreshes with one token exactly one gets the record; every other one finds the
-token spent and ends the whole session, so two usable successors can never exist.
+Spending a token is one atomic step: ``add`` (set if absent) of its spent marker. Rotation
+reads the live record, then adds the marker; of any number of concurrent refreshes with one
+token, on any number of processes, exactly one adds it and every other one finds it present
+and ends the whole session. The live record is deleted only after the marker exists, so a
+refresh that finds the live record gone always finds the marker. Every backend (memory, SQL,
+Redis standalone and Cluster) already makes ``add`` atomic and the contract suite proves it,
+and the two keys are never written together, so no new store primitive (nor a Redis hash tag
+tying them to one Cluster slot) is needed. Consuming the live record first instead (``pop``)
+would leave a moment where a concurrent refresh finds neither key and takes the token for an
+unknown one, letting the session live on.
+
+Nothing is written for a token that is not live: unknown, expired or forged tokens cost a
+read or two and leave no trace in the store.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
+from typing import NoReturn
 
 from bastion.clock import Clock, system_clock
 from bastion.exceptions import TokenError
@@ -30,6 +41,23 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """What the store keeps for a live token: its session and that session's user."""
+
+    sid: str
+    uid: int
+
+
+def _record(data: bytes) -> _Record:
+    """The live record; one that cannot be read is refused, never trusted."""
+    try:
+        fields = json.loads(data)
+        return _Record(str(fields["sid"]), int(fields["uid"]))
+    except (ValueError, TypeError, KeyError) as unreadable:
+        raise TokenError("unreadable refresh token record") from unreadable
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,22 +106,28 @@ class RefreshTokens:
         if not isinstance(token, str) or not _TOKEN.match(token):
             raise TokenError("malformed refresh token")
         digest = _digest(token)
-        data = await self.store.pop(f"r:{digest}")
-        if data is None:
+        live = await self.store.get(f"r:{digest}")
+        if live is None:
+            # The live record goes only after its spent marker exists: with neither, the
+            # token was never issued or expired long ago.
             spent = await self.store.get(f"rs:{digest}")
-            if spent is not None:
-                key = spent.decode("ascii", "replace")
-                await self.sessions.end(key)
-                raise RefreshTokenReused(key)
-            raise TokenError("unknown refresh token")
-        record = json.loads(data)
-        await self.store.set(f"rs:{digest}", record["sid"].encode(), ttl=self.ttl)
-        session = await self.sessions.get(record["sid"])
-        if session is None or session.user_id != record["uid"]:
+            if spent is None:
+                raise TokenError("unknown refresh token")
+            await self._reused(spent.decode("ascii", "replace"))
+        record = _record(live)
+        if not await self.store.add(f"rs:{digest}", record.sid.encode(), ttl=self.ttl):
+            await self._reused(record.sid)  # another refresh spent it first
+        await self.store.delete(f"r:{digest}")
+        session = await self.sessions.get(record.sid)
+        if session is None or session.user_id != record.uid:
             raise TokenError("session has ended")
         session = await self.sessions.touch(session)
         new_token, lifetime = await self.issue(session)
         return Rotation(new_token, session, lifetime)
+
+    async def _reused(self, session_key: str) -> NoReturn:
+        await self.sessions.end(session_key)
+        raise RefreshTokenReused(session_key)
 
     async def revoke(self, token: str) -> Session | None:
         """RFC 7009: end the session of a live refresh token; unknown tokens do nothing."""
@@ -102,7 +136,11 @@ class RefreshTokens:
         data = await self.store.pop(f"r:{_digest(token)}")
         if data is None:
             return None
-        session = await self.sessions.get(json.loads(data)["sid"])
+        try:
+            record = _record(data)
+        except TokenError:
+            return None
+        session = await self.sessions.get(record.sid)
         if session is not None:
             await self.sessions.end(session.key)
         return session
