@@ -1,8 +1,11 @@
 """Who is asking: FastAPI dependencies for users' own routes and Bastion's.
 
 A request is authenticated by exactly one credential. When an ``Authorization`` header is
-present it alone counts (the session cookie is then ignored, which is also why such
-requests need no CSRF token); otherwise the session cookie counts.
+present it alone counts (the session cookie is then ignored); otherwise the session cookie
+counts. CSRF is decided apart from this (:class:`bastion.asgi.csrf.CSRFMiddleware`): only
+a request with a Bearer header and none of Bastion's cookies skips it; one that carries a
+Bastion cookie needs a CSRF token whatever else it carries, so browser code using bearer
+tokens sends them without cookies (``credentials: "omit"``) or adds ``X-CSRF-Token``.
 """
 
 from __future__ import annotations
