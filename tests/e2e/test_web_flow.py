@@ -246,7 +246,7 @@ async def test_logout_ends_the_session_server_side(site: Site, client: httpx.Asy
     token = await csrf_token(client)
     response = await client.post("/logout", data={"csrf_token": token}, headers=ORIGIN)
     assert response.status_code == 303
-    assert response.headers["location"] == "/login"
+    assert response.headers["location"] == "/login?done=signed-out"
     cleared = [
         h for h in response.headers.get_list("set-cookie") if h.startswith("bastion_session=")
     ]

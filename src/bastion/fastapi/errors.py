@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,9 +17,13 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import Scope
 
 from bastion.asgi.headers import CSP_NONCE_KEY, security_headers
+from bastion.asgi.sessions import session_state
+from bastion.csrf import mask_token
 from bastion.exceptions import RateLimited, StoreUnavailable
-from bastion.fastapi.dependencies import LoginRequired
+from bastion.fastapi.dependencies import LoginRequired, principal_from_session
+from bastion.ratelimit import describe_wait
 from bastion.redirects import login_url
+from bastion.sessions import Session
 
 log = logging.getLogger("bastion")
 RETRY_AFTER_UNAVAILABLE = "5"
@@ -35,7 +40,17 @@ TITLES = {
     500: "Something went wrong",
     503: "Temporarily unavailable",
 }
+# What a page says below its title when the error carries no message of its own (its
+# detail is the bare status phrase, which would only repeat the title).
+EXPLANATIONS = {
+    404: "There is no page at this address. Check the link you followed.",
+    405: "This address does not accept that kind of request.",
+}
 JSON_PREFIXES = ("/api/", "/.well-known/", "/healthz", "/readyz", "/openapi.json")
+
+
+def throttled_message(retry_after: int) -> str:
+    return f"Too many attempts. Please wait {describe_wait(retry_after)} and try again."
 
 
 def wants_json(scope: Scope) -> bool:
@@ -61,14 +76,37 @@ class ErrorRenderer:
             extra.setdefault("Retry-After", RETRY_AFTER_UNAVAILABLE)
         if wants_json(scope):
             return JSONResponse({"detail": message}, status_code=status, headers=extra)
+        title = TITLES.get(status, "Error")
+        if message.casefold() in (title.casefold(), _phrase(status).casefold()):
+            message = EXPLANATIONS.get(status, "")
+        session = _signed_in_session(scope)
         html = self.templates.env.get_template("error.html").render(
             status=status,
-            title=TITLES.get(status, "Error"),
+            title=title,
             message=message,
+            request=Request(scope),
+            # A signed-in user keeps the navigation (and its sign-out form); an anonymous
+            # visitor's error page mints no pre-session: it has no form.
+            user=principal_from_session(session),
+            csrf_token=mask_token(session.csrf_secret) if session is not None else "",
             csp_nonce=scope.get(CSP_NONCE_KEY, ""),
             static=lambda path: f"/_bastion/static/{path}",
         )
         return HTMLResponse(html, status_code=status, headers=extra)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _signed_in_session(scope: Scope) -> Session | None:
+    try:
+        return session_state(scope).session
+    except RuntimeError:  # the error came before the session middleware read the cookie
+        return None
 
 
 def register_error_handlers(app: FastAPI, renderer: ErrorRenderer) -> None:
@@ -102,7 +140,7 @@ def register_error_handlers(app: FastAPI, renderer: ErrorRenderer) -> None:
         return renderer.for_scope(
             request.scope,
             429,
-            "Too many attempts. Please wait and try again.",
+            throttled_message(exc.retry_after),
             {"Retry-After": str(exc.retry_after)},
         )
 

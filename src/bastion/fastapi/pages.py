@@ -6,19 +6,24 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from bastion.asgi.sessions import session_state
 from bastion.devices import describe
 from bastion.exceptions import AuthenticationFailed, RateLimited
 from bastion.fastapi.dependencies import PageUser, client_ip
-from bastion.fastapi.install import BastionDep
+from bastion.fastapi.errors import throttled_message
+from bastion.fastapi.install import STATIC_DIR, BastionDep
 from bastion.redirects import safe_next
 
 log = logging.getLogger("bastion.security")
 router = APIRouter(include_in_schema=False)
 GENERIC_FAILURE = "Invalid user name or password."
 MAX_USERNAME = 150
+# The login page's notices, chosen by a fixed key in the query: never text from the URL.
+LOGIN_NOTICES = {"signed-out": "You have been signed out."}
+# Browsers and tools ask for /favicon.ico whatever a page links; it is favicon.svg as an icon.
+FAVICON = STATIC_DIR / "favicon.ico"
 
 
 @router.get("/")
@@ -27,11 +32,21 @@ async def home(request: Request) -> RedirectResponse:
     return RedirectResponse("/dashboard" if signed_in else "/login", status_code=303)
 
 
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    return FileResponse(FAVICON)
+
+
 @router.get("/login")
-async def login_form(request: Request, bastion: BastionDep, next: str = "") -> Response:
-    return bastion.templates.render(
-        request, "login.html", {"next": safe_next(next) if next else "", "error": None}
-    )
+async def login_form(
+    request: Request, bastion: BastionDep, next: str = "", done: str = ""
+) -> Response:
+    context = {
+        "next": safe_next(next) if next else "",
+        "error": None,
+        "notice": LOGIN_NOTICES.get(done),
+    }
+    return bastion.templates.render(request, "login.html", context)
 
 
 @router.post("/login")
@@ -64,7 +79,7 @@ async def login_submit(
         return bastion.templates.render(
             request,
             "login.html",
-            {**context, "error": "Too many attempts. Please wait and try again."},
+            {**context, "error": throttled_message(limited.retry_after)},
             status_code=429,
             headers={"Retry-After": str(limited.retry_after)},
         )
@@ -93,7 +108,7 @@ async def logout(request: Request, bastion: BastionDep) -> RedirectResponse:
             session_ref=session.ref,
         )
     state.end()
-    return RedirectResponse("/login", status_code=303)
+    return RedirectResponse("/login?done=signed-out", status_code=303)
 
 
 @router.get("/dashboard")
