@@ -725,6 +725,22 @@ def test_public_scope_refuses_every_dependency_that_can_tell_callers_apart(
         cached(ttl=60, scope="public")(endpoint)
 
 
+def test_public_scope_refuses_an_endpoint_that_reads_credentials_itself() -> None:
+    async def by_cookie(session: Annotated[str, Cookie(alias="bastion_session")] = "") -> None:
+        return None
+
+    async def by_header(authorization: Annotated[str, Header()] = "") -> None:
+        return None
+
+    async def by_language(accept_language: Annotated[str, Header()] = "") -> None:
+        return None
+
+    for endpoint, name in ((by_cookie, "session"), (by_header, "authorization")):
+        with pytest.raises(TypeError, match="scope='public' would share an answer computed"):
+            cached(ttl=60, scope="public", vary=[name])(endpoint)
+    cached(ttl=60, scope="public", vary=["accept_language"])(by_language)
+
+
 def test_public_scope_accepts_dependencies_that_cannot_tell_callers_apart() -> None:
     async def shared(
         title: Annotated[str, Depends(app_title)],

@@ -11,8 +11,9 @@ cache is even looked at. It is checked when the module is imported:
   ``Annotated`` metadata, class dependencies, cycles stopped) for anything that can tell
   callers apart: Bastion's principal dependencies, security schemes, a ``Request`` or
   ``HTTPConnection`` parameter, ``Authorization`` or ``Cookie`` headers, cookies.
-  ``"public"`` refuses every such dependency, since an answer computed for one caller
-  would go to everyone; ``"role"`` refuses every one besides the principal, since the
+  ``"public"`` refuses every such dependency (and credential headers or cookies taken by
+  the endpoint itself), since an answer computed for one caller would go to everyone
+  (shared HTTP caches included); ``"role"`` refuses every one besides the principal, since the
   entry is shared by everyone with the same roles. A dependency that takes the request
   without reading the caller can be vouched for with :func:`reads_no_identity`;
 * every plain parameter (query, path, header, cookie, body) must be named in ``vary`` so it
@@ -255,7 +256,7 @@ def _plan(endpoint: Callable[..., Any], scope: CacheScope, vary: tuple[str, ...]
     principal: str | None = None
     own_response: str | None = None
     plain: list[str] = []
-    sees_caller: dict[str, str] = {}  # dependency parameter -> how it reaches the caller
+    sees_caller: dict[str, str] = {}  # parameter -> how it reaches the caller
     params: list[inspect.Parameter] = []
     for param in signature.parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
@@ -281,6 +282,10 @@ def _plan(endpoint: Callable[..., Any], scope: CacheScope, vary: tuple[str, ...]
             raise TypeError(f"{where}: background tasks would not run on a cache hit")
         elif not _is_dependency(param.default, metadata):
             plain.append(param.name)
+            # Keyed through vary=, but a public answer also goes to shared HTTP caches,
+            # which do not key on credentials.
+            if scope == "public" and (credential := _reads_credentials(param, metadata)):
+                sees_caller[param.name] = f"it {credential}"
         elif (path := _caller_path(dependency, set(), where)) is not None:
             sees_caller[param.name] = path
     names = {p.name for p in params}
@@ -430,11 +435,18 @@ def _caller_path(dependency: Any, seen: set[int], where: str) -> str | None:
                     f"{name}: takes the {base.__name__}, from which it could read the "
                     "session, cookies or Authorization header"
                 )
-        elif isinstance(header := _param_of(param.default, metadata, Header), Header):
-            if (header_name := _header_name(param, header)) in CREDENTIAL_HEADERS:
-                return f"{name}: reads the {header_name} header"
-        elif isinstance(cookie := _param_of(param.default, metadata, Cookie), Cookie):
-            return f"{name}: reads the cookie {cookie.alias or param.name!r}"
+        elif (credential := _reads_credentials(param, metadata)) is not None:
+            return f"{name}: {credential}"
+    return None
+
+
+def _reads_credentials(param: inspect.Parameter, metadata: tuple[Any, ...]) -> str | None:
+    """Whether a parameter is a credential header or a cookie, and which."""
+    if isinstance(header := _param_of(param.default, metadata, Header), Header):
+        header_name = _header_name(param, header)
+        return f"reads the {header_name} header" if header_name in CREDENTIAL_HEADERS else None
+    if isinstance(cookie := _param_of(param.default, metadata, Cookie), Cookie):
+        return f"reads the cookie {cookie.alias or param.name!r}"
     return None
 
 
