@@ -12,6 +12,7 @@ from bastion.devices import describe
 from bastion.exceptions import AuthenticationFailed, RateLimited, UserError
 from bastion.fastapi.api import end_own_session
 from bastion.fastapi.dependencies import PageUser, client_ip
+from bastion.fastapi.errors import throttled_message
 from bastion.fastapi.install import Bastion, BastionDep
 from bastion.ratelimit import describe_wait
 
@@ -106,7 +107,7 @@ async def password_change(
         return failed("The current password is not correct.")
     except RateLimited as limited:
         return failed(
-            f"Too many attempts. Please wait {describe_wait(limited.retry_after)} and try again.",
+            throttled_message(limited.retry_after),
             429,
             {"Retry-After": str(limited.retry_after)},
         )
