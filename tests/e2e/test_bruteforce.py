@@ -546,6 +546,28 @@ async def test_registration_limit_ends_with_its_window_and_spares_sign_in(
         assert (await register(client, "carol", NEW_PASSWORD)).status_code == 303
 
 
+async def test_registration_fails_closed_when_the_rate_limit_store_is_down(
+    site_factory: SiteFactory, make_settings: MakeSettings, closed_port: int
+) -> None:
+    site, counting = await open_registration(site_factory, make_settings, "10/hour")
+    client_of_nobody = create_redis_client(f"redis://127.0.0.1:{closed_port}/0", timeout=0.5)
+    down = RedisStore(
+        client_of_nobody, namespace="down", component="rate-limit store", owns_client=True
+    )
+    site.bastion.services.accounts.registration_limit = AddressLimit(
+        down, 10, 3600, what="registration", prefix="register:addr"
+    )
+    try:
+        async with site.client() as client:
+            response = await register(client, "bob", NEW_PASSWORD)
+    finally:
+        await down.aclose()
+    assert response.status_code == 503
+    assert "rate-limit store unavailable" in response.text
+    assert counting.hashes == 0
+    assert await site.bastion.services.users.get_by_username("bob") is None
+
+
 async def test_registration_limit_is_wired_to_the_configured_store(
     site_factory: SiteFactory, make_settings: MakeSettings
 ) -> None:
