@@ -66,6 +66,8 @@ class Accounts:
         check_password(password, self.password_min_length, username=username)
 
     async def _forget_failures(self, user: UserRecord) -> None:
+        """End the account's login back-off (an operator's decision). Callers do it before
+        their writes: when the limiter's store is down, nothing has changed yet."""
         if self.limiter is not None:
             await self.limiter.reset(limiter_account(user.username))
 
