@@ -154,16 +154,16 @@ def e2e_postgres_url(postgres_url: str) -> Iterator[str]:
     """One migrated PostgreSQL database for the e2e tests of this run (per xdist worker)."""
     name = f"bastion_e2e_{secrets.token_hex(6)}"
     url = postgres_url.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(_admin(postgres_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin_sql(postgres_url, f'CREATE DATABASE "{name}"'))
     try:
         asyncio.run(upgrade(url))
         yield url
     finally:
-        asyncio.run(_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin_sql(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def _admin(url: str, sql: str) -> None:
-    # AUTOCOMMIT: CREATE/DROP DATABASE refuse to run inside a transaction.
+async def admin_sql(url: str, sql: str) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE refuse to run in one)."""
     engine = create_engine(url, timeout=10.0, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as connection:
@@ -179,7 +179,7 @@ def _database_settings(database: str, request: pytest.FixtureRequest) -> dict[st
         return {}
     url = str(request.getfixturevalue("e2e_postgres_url"))
     tables = ", ".join(metadata.tables)
-    asyncio.run(_admin(url, f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    asyncio.run(admin_sql(url, f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     return {"database_url": url}
 
 
