@@ -7,6 +7,7 @@ import base64
 import json
 
 import httpx
+import pytest
 
 from bastion import keys
 from tests.e2e.conftest import (
@@ -114,6 +115,106 @@ async def test_token_endpoint_errors_follow_rfc_6749(client: httpx.AsyncClient) 
     no_grant = await client.post("/api/token", data={})
     assert no_grant.json()["error"] == "invalid_request"
     assert no_grant.headers["cache-control"] == "no-store"
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+LONG = "x" * 4097
+
+
+def assert_invalid_request(response: httpx.Response, says: str) -> None:
+    """An RFC 6749 section 5.2 answer, never FastAPI's 422 shape."""
+    assert response.status_code == 400, response.text
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert set(body) == {"error", "error_description"}
+    assert body["error"] == "invalid_request"
+    assert says in body["error_description"]
+
+
+async def test_token_endpoint_with_a_json_body_says_it_needs_form_encoding(
+    site: Site, client: httpx.AsyncClient
+) -> None:
+    await site.create_user("alice")
+    response = await client.post(
+        "/api/token", json={"grant_type": "password", "username": "alice", "password": PASSWORD}
+    )
+    assert_invalid_request(response, "application/x-www-form-urlencoded")
+    assert "JSON" in response.json()["error_description"]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        pytest.param(f"grant_type={'p' * 65}", "grant_type is longer than 64", id="long-grant"),
+        pytest.param(f"grant_type=password&username={LONG}&password=x", "username", id="long-user"),
+        pytest.param(f"grant_type=refresh_token&refresh_token={LONG}", "refresh_token", id="long"),
+        pytest.param("grant_type=password&grant_type=refresh_token", "grant_type must not", id="2"),
+        pytest.param(
+            f"grant_type=password&username=alice&password=a&password={PASSWORD}",
+            "password must not be sent more than once",
+            id="repeated-password",
+        ),
+        pytest.param("username=alice", "grant_type is required", id="no-grant"),
+        pytest.param("grant_type=&username=alice", "grant_type is required", id="empty-grant"),
+        pytest.param(
+            "grant_type=password&username=alice&password=",
+            "username and password are required",
+            id="empty-password",
+        ),
+        pytest.param("grant_type=refresh_token", "refresh_token is required", id="no-refresh"),
+        pytest.param("grant_type=password&username=%FF", "UTF-8", id="not-utf-8"),
+    ],
+)
+async def test_token_endpoint_answers_every_invalid_form_as_rfc_6749_invalid_request(
+    site: Site, client: httpx.AsyncClient, body: str, says: str
+) -> None:
+    user_id = await site.create_user("alice")
+    response = await client.post("/api/token", content=body, headers=FORM)
+    assert_invalid_request(response, says)
+    assert await site.bastion.services.sessions.list_for_user(user_id) == []
+
+
+async def test_token_endpoint_ignores_empty_and_unknown_parameters(
+    site: Site, client: httpx.AsyncClient
+) -> None:
+    await site.create_user("alice")
+    body = f"grant_type=password&username=alice&password={PASSWORD}&scope=&client_id=swagger"
+    response = await client.post("/api/token", content=body, headers=FORM)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "says"),
+    [
+        pytest.param("token=a&token=b", FORM, "token must not be sent more than once", id="2"),
+        pytest.param(f"token={LONG}", FORM, "token is longer than", id="long"),
+        pytest.param("token=", FORM, "token is required", id="empty"),
+        pytest.param('{"token": "a"}', {"Content-Type": "application/json"}, "JSON", id="json"),
+    ],
+)
+async def test_revocation_answers_every_invalid_form_as_rfc_6749_invalid_request(
+    client: httpx.AsyncClient, body: str, headers: dict[str, str], says: str
+) -> None:
+    assert_invalid_request(
+        await client.post("/api/token/revoke", content=body, headers=headers), says
+    )
+
+
+async def test_openapi_describes_the_oauth_forms_and_their_errors(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    for path, field in (("/api/token", "grant_type"), ("/api/token/revoke", "token")):
+        operation = spec["paths"][path]["post"]
+        form = operation["requestBody"]["content"]["application/x-www-form-urlencoded"]
+        assert field in form["schema"]["properties"]
+        assert form["schema"]["required"] == [field]
+        assert "422" not in operation["responses"]
+        error = operation["responses"]["400"]["content"]["application/json"]["schema"]
+        assert {"$ref": "#/components/schemas/OAuthError"} in error["anyOf"]
+    assert spec["paths"]["/api/token"]["post"]["requestBody"]["content"][
+        "application/x-www-form-urlencoded"
+    ]["schema"]["properties"]["username"] == {"type": "string", "maxLength": 4096}
 
 
 async def test_unauthenticated_api_gets_bearer_challenge(client: httpx.AsyncClient) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Form, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -13,6 +13,7 @@ from bastion.devices import describe
 from bastion.exceptions import AuthenticationFailed, RateLimited, TokenError
 from bastion.fastapi.dependencies import CurrentUser, Principal, client_ip
 from bastion.fastapi.install import Bastion, BastionDep
+from bastion.fastapi.oauth_form import FormField, InvalidRequest, form_body, read_form
 from bastion.refresh import RefreshTokenReused
 from bastion.sessions import Session
 
@@ -30,6 +31,15 @@ class OAuthError(BaseModel):
 
     error: str
     error_description: str
+
+
+class TokenResponse(BaseModel):
+    """An RFC 6749 section 5.1 token response."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str
 
 
 # What any /api route may answer besides its own results, so the OpenAPI document tells
@@ -51,7 +61,11 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
 }
 FORM_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": OAuthError | ErrorDetail, "description": "RFC 6749 error, or unreadable"},
+    400: {
+        "model": OAuthError | ErrorDetail,
+        "description": "RFC 6749 section 5.2 error, invalid_request for any problem with the "
+        "form; ErrorDetail only for a malformed cookie or Content-Length, refused before",
+    },
 }
 router = APIRouter(prefix="/api", tags=["api"], responses=COMMON_RESPONSES)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -81,10 +95,22 @@ def token_response(access: str, expires_in: int, refresh: str) -> JSONResponse:
     )
 
 
+TOKEN_FORM = (
+    FormField("grant_type", 64, required=True),
+    FormField("username", MAX_FIELD),
+    FormField("password", MAX_FIELD),
+    FormField("refresh_token", MAX_FIELD),
+    FormField("scope", MAX_FIELD),
+)
+REVOKE_FORM = (FormField("token", MAX_FIELD, required=True), FormField("token_type_hint", 64))
+
+
 @router.post(
     "/token",
     summary="OAuth 2.0 token endpoint (password and refresh_token grants)",
+    openapi_extra={"requestBody": form_body(TOKEN_FORM)},
     responses={
+        200: {"model": TokenResponse, "description": "New tokens"},
         **FORM_ERRORS,
         429: {
             "model": OAuthError,
@@ -93,26 +119,21 @@ def token_response(access: str, expires_in: int, refresh: str) -> JSONResponse:
         },
     },
 )
-async def token(
-    request: Request,
-    bastion: BastionDep,
-    grant_type: Annotated[str, Form(max_length=64)] = "",
-    username: Annotated[str, Form(max_length=MAX_FIELD)] = "",
-    password: Annotated[str, Form(max_length=MAX_FIELD)] = "",
-    refresh_token: Annotated[str, Form(max_length=MAX_FIELD)] = "",
-    scope: Annotated[str, Form(max_length=MAX_FIELD)] = "",
-) -> JSONResponse:
+async def token(request: Request, bastion: BastionDep) -> JSONResponse:
     """Swagger UI's "Authorize" posts ``grant_type=password`` here."""
+    try:
+        form = await read_form(request, TOKEN_FORM)
+    except InvalidRequest as invalid:
+        return oauth_error("invalid_request", str(invalid))
+    grant_type = form["grant_type"]
     if grant_type == "password":
-        if not username or not password:
+        if "username" not in form or "password" not in form:
             return oauth_error("invalid_request", "username and password are required")
-        return await _password_grant(request, bastion, username, password)
+        return await _password_grant(request, bastion, form["username"], form["password"])
     if grant_type == "refresh_token":
-        if not refresh_token:
+        if "refresh_token" not in form:
             return oauth_error("invalid_request", "refresh_token is required")
-        return await _refresh_grant(request, bastion, refresh_token)
-    if not grant_type:
-        return oauth_error("invalid_request", "grant_type is required")
+        return await _refresh_grant(request, bastion, form["refresh_token"])
     return oauth_error("unsupported_grant_type", "use password or refresh_token")
 
 
@@ -164,17 +185,15 @@ async def _refresh_grant(request: Request, bastion: Bastion, token: str) -> JSON
     "/token/revoke",
     summary="RFC 7009 token revocation",
     response_class=Response,
+    openapi_extra={"requestBody": form_body(REVOKE_FORM)},
     responses={200: {"description": "Revoked, or unknown"}, **FORM_ERRORS},
 )
-async def revoke(
-    request: Request,
-    bastion: BastionDep,
-    token: Annotated[str, Form(max_length=MAX_FIELD)] = "",
-    token_type_hint: Annotated[str, Form(max_length=64)] = "",
-) -> Response:
+async def revoke(request: Request, bastion: BastionDep) -> Response:
     """Ends the session of a refresh token. Answers 200 for unknown tokens too."""
-    if not token:
-        return oauth_error("invalid_request", "token is required")
+    try:
+        token = (await read_form(request, REVOKE_FORM))["token"]
+    except InvalidRequest as invalid:
+        return oauth_error("invalid_request", str(invalid))
     session = await bastion.services.refresh_tokens.revoke(token)
     if session is not None:
         await bastion.services.cache.invalidate_user(session.user_id)
