@@ -210,10 +210,12 @@ async def test_refresh_token_idle_lifetime_expires(
 
 @pytest.mark.parametrize("token", ["", "x", "a" * 42, "a" * 44, "é" * 43, "a.b.c", None, 12])
 async def test_malformed_refresh_tokens_are_refused_without_store_access(
-    tokens: RefreshTokens, token: object
+    tokens: RefreshTokens, gate: Gate, token: object
 ) -> None:
     with pytest.raises(TokenError, match="malformed"):
         await tokens.rotate(token)  # type: ignore[arg-type]
+    assert await tokens.revoke(token) is None  # type: ignore[arg-type]
+    assert gate.calls == 0
 
 
 async def test_revoke_ends_the_session_and_ignores_unknown_tokens(
