@@ -786,6 +786,80 @@ def test_every_plain_parameter_must_be_in_vary() -> None:
     cached(ttl=60, scope="user", vary=["page", "size"])(listing)
 
 
+def paging(page: int = 1, size: Annotated[int, Query()] = 10) -> tuple[int, int]:
+    return page, size
+
+
+def paging_two_levels_down(window: Annotated[tuple[int, int], Depends(paging)]) -> int:
+    return window[0]
+
+
+def later(tasks: BackgroundTasks) -> bool:
+    tasks.add_task(print, "sent")
+    return True
+
+
+def test_inputs_read_by_dependencies_must_be_in_vary() -> None:
+    """A dependency reading ?page= changes the answer as much as the endpoint reading it:
+    without it in the key, the first caller's page would be served for every page."""
+
+    async def listing(
+        user: CurrentUser, window: Annotated[int, Depends(paging_two_levels_down)]
+    ) -> None:
+        return None
+
+    async def covered(
+        user: CurrentUser,
+        window: Annotated[int, Depends(paging_two_levels_down)],
+        page: int = 1,
+        size: int = 10,
+    ) -> None:
+        return None
+
+    async def public_listing(window: Annotated[int, Depends(paging)]) -> None:
+        return None
+
+    with pytest.raises(TypeError, match=r"paging_two_levels_down -> paging's input 'page'"):
+        cached(ttl=60, scope="user")(listing)
+    with pytest.raises(TypeError, match=r"input 'size'"):
+        cached(ttl=60, scope="user", vary=["page"])(covered)
+    cached(ttl=60, scope="user", vary=["page", "size"])(covered)
+    with pytest.raises(TypeError, match=r"paging's input 'page'"):
+        cached(ttl=60, scope="public")(public_listing)
+
+
+def test_background_tasks_of_a_dependency_are_refused() -> None:
+    async def endpoint(user: CurrentUser, scheduled: Annotated[bool, Depends(later)]) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="background tasks, which would not run on a cache hit"):
+        cached(ttl=60, scope="user")(endpoint)
+
+
+async def test_a_dependency_input_in_vary_gets_an_entry_per_value(site: Site) -> None:
+    """End to end: two pages read through a dependency are two entries, not one."""
+    calls: Counter[int] = Counter()
+
+    @site.app.get("/api/pages")
+    @cached(ttl=60, scope="user", vary=["page", "size"])
+    async def pages(
+        user: CurrentUser,
+        window: Annotated[tuple[int, int], Depends(paging)],
+        page: int = 1,
+        size: int = 10,
+    ) -> dict[str, int]:
+        calls[window[0]] += 1
+        return {"page": window[0]}
+
+    await site.create_user("alice")
+    async with site.client() as client:
+        await login(client, "alice")
+        for page in (1, 2, 1, 2):
+            answer = await client.get(f"/api/pages?page={page}")
+            assert answer.json() == {"page": page}
+    assert calls == Counter({1: 1, 2: 1})
+
+
 def test_ttl_must_be_a_positive_number_of_seconds() -> None:
     for ttl in (0, -1, float("inf"), None):
         with pytest.raises(ValueError, match="ttl must be a positive"):

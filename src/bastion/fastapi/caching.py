@@ -17,10 +17,14 @@ cache is even looked at. It is checked when the module is imported:
   entry is shared by everyone with the same roles. A dependency that takes the request
   without reading the caller can be vouched for with :func:`reads_no_identity`;
 * every plain parameter (query, path, header, cookie, body) must be named in ``vary`` so it
-  becomes part of the key; dependencies may be named too when their value is JSON data;
+  becomes part of the key; dependencies may be named too when their value is JSON data.
+  The same holds for the plain parameters of every dependency in the graph: a dependency
+  reading ``?page=`` changes the answer as much as the endpoint reading it, so ``page``
+  must be in ``vary`` (declared by the endpoint too, so that FastAPI gives both the same
+  value);
 * ``Request``, ``WebSocket`` and ``BackgroundTasks`` parameters are refused: the first two
   would let the endpoint read inputs the key does not cover, the last would be skipped on
-  every hit.
+  every hit (in dependencies too).
 
 The endpoint also sees only what the key covers: with ``scope="user"`` the principal is a
 :class:`UserView` (``user_id``, ``username``, ``roles``), with ``"role"`` a
@@ -46,6 +50,7 @@ from typing import Any, TypeVar, Union
 from fastapi import BackgroundTasks, Request, Response
 from fastapi.dependencies.utils import get_typed_signature
 from fastapi.params import Cookie, Depends, Header
+from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -286,8 +291,15 @@ def _plan(endpoint: Callable[..., Any], scope: CacheScope, vary: tuple[str, ...]
             # which do not key on credentials.
             if scope == "public" and (credential := _reads_credentials(param, metadata)):
                 sees_caller[param.name] = f"it {credential}"
-        elif (path := _caller_path(dependency, set(), where)) is not None:
-            sees_caller[param.name] = path
+        else:
+            if (path := _caller_path(dependency, set(), where)) is not None:
+                sees_caller[param.name] = path
+            if (found := _uncovered_input(dependency, vary, set())) is not None:
+                raise TypeError(
+                    f"{where}: its parameter {param.name!r} depends on {found}, which the "
+                    "cache key does not cover; declare that input on the endpoint too and "
+                    "list it in vary= (FastAPI gives both the same value)"
+                )
     names = {p.name for p in params}
     if unknown := [n for n in vary if n not in names]:
         raise TypeError(f"{where}: vary names unknown parameters {unknown}")
@@ -437,6 +449,42 @@ def _caller_path(dependency: Any, seen: set[int], where: str) -> str | None:
                 )
         elif (credential := _reads_credentials(param, metadata)) is not None:
             return f"{name}: {credential}"
+    return None
+
+
+def _uncovered_input(dependency: Any, vary: tuple[str, ...], seen: set[int]) -> str | None:
+    """The first request input (query, path, header, cookie or body parameter) that a
+    dependency or its sub-dependencies read and ``vary`` does not name, or a
+    ``BackgroundTasks`` they take (skipped on a hit), as a path; None when there is none.
+    Principal dependencies and vouched-for ones are Bastion's or the app's promise."""
+    if (
+        dependency is None
+        or id(dependency) in seen
+        or is_principal_dependency(dependency)
+        or is_vouched_identity_free(dependency)
+        or isinstance(dependency, SecurityBase)
+    ):
+        return None
+    seen.add(id(dependency))
+    name = _describe(dependency)
+    try:
+        parameters = get_typed_signature(dependency).parameters.values()
+    except (TypeError, ValueError, NameError):
+        return None  # reported by _caller_path, or nothing FastAPI could call either
+    for param in parameters:
+        base, metadata = _unwrap(param.annotation)
+        if _is_dependency(param.default, metadata):
+            inner = _uncovered_input(_dependency_of(param.default, base, metadata), vary, seen)
+            if inner is not None:
+                return f"{name} -> {inner}"
+        elif _subclass(base, BackgroundTasks):
+            return f"{name}'s background tasks, which would not run on a cache hit"
+        elif any(_subclass(base, k) for k in (HTTPConnection, Response, SecurityScopes)):
+            continue  # the request is judged by _caller_path; the others are no input
+        elif _reads_credentials(param, metadata) is not None:
+            continue  # who is calling: judged by _caller_path and the scope
+        elif param.name not in vary:
+            return f"{name}'s input {param.name!r}"
     return None
 
 
