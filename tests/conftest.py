@@ -115,6 +115,16 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
 
 @pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask (new files 0644, folders 0755 unless asked otherwise) for this test."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@pytest.fixture
 def closed_port() -> int:
     """A loopback port that nothing listens on (bound, then released)."""
     with socket.socket() as sock:

@@ -7,13 +7,16 @@ deployment (Django's ``check --deploy`` in spirit).
 from __future__ import annotations
 
 import json
-import stat
+import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from sqlalchemy.engine import make_url
 
-from bastion.settings import Settings, weak_secret_reason
+from bastion.db import sqlite_file
+from bastion.files import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, loose_mode
+from bastion.settings import SECRET_FILE_NAME, Settings, weak_secret_reason
 
 Severity = Literal["critical", "warning"]
 MIN_HMAC_KEY_BYTES = 32
@@ -49,21 +52,12 @@ def _secret(settings: Settings, deploy: bool) -> list[Finding]:
 def _key_file(settings: Settings) -> list[Finding]:
     path = settings.resolved_jwt_keys_file
     try:
-        mode = path.stat().st_mode
         document = json.loads(path.read_text())
     except FileNotFoundError:
         return []
     except (OSError, ValueError):
         return [Finding("jwt.keys_unreadable", "critical", "the JWT key file cannot be read")]
-    found: list[Finding] = []
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        found.append(
-            Finding(
-                "jwt.keys_permissions",
-                "critical",
-                "the JWT key file is readable by other users (want mode 0600)",
-            )
-        )
+    found = _private_file(path, "jwt.keys_permissions", "the JWT key file")
     for key in document.get("keys", []) if isinstance(document, dict) else []:
         if isinstance(key, dict) and key.get("kty") == "oct":
             size = len(str(key.get("k", ""))) * 6 // 8
@@ -76,6 +70,59 @@ def _key_file(settings: Settings) -> list[Finding]:
                     )
                 )
     return found
+
+
+def _private_file(path: Path, code: str, what: str) -> list[Finding]:
+    mode = loose_mode(path, PRIVATE_FILE_MODE)
+    if mode is None:
+        return []
+    return [
+        Finding(
+            code,
+            "critical",
+            f"{what} {path} is open to other users (mode {mode:04o}); "
+            f"fix: chmod 600 {shlex.quote(str(path))}",
+        )
+    ]
+
+
+def _data_files(settings: Settings) -> list[Finding]:
+    """The data folder and what Bastion keeps in it are private to their owner."""
+    found: list[Finding] = []
+    folder = settings.data_dir
+    mode = loose_mode(folder, PRIVATE_DIR_MODE)
+    if mode is not None:
+        found.append(
+            Finding(
+                "files.data_dir_permissions",
+                "warning",
+                f"the data folder {folder} is open to other users (mode {mode:04o}); "
+                f"fix: chmod 700 {shlex.quote(str(folder))}",
+            )
+        )
+    database = sqlite_file(settings.resolved_database_url)
+    if database is not None:
+        for suffix in ("", "-wal", "-shm"):
+            path = database.with_name(database.name + suffix)
+            found += _private_file(path, "files.database_permissions", "the database file")
+    if settings.secret_key is None:
+        secret = folder / SECRET_FILE_NAME
+        found += _private_file(secret, "files.secret_permissions", "the generated secret")
+    return found
+
+
+def _process_local_sessions(settings: Settings) -> list[Finding]:
+    if settings.store_kind("session") != "memory":
+        return []
+    return [
+        Finding(
+            "store.session_process_local",
+            "warning",
+            "sessions live in the server's memory (BASTION_SESSION_STORE=memory): they end "
+            "when it restarts, and `bastion users`/`bastion sessions` commands cannot reach "
+            "them (they refuse); use the sql or redis session store, or the admin pages",
+        )
+    ]
 
 
 def _deployment(settings: Settings, workers: int) -> list[Finding]:
@@ -169,7 +216,12 @@ def _deployment(settings: Settings, workers: int) -> list[Finding]:
 
 def find_problems(settings: Settings, *, deploy: bool = False, workers: int = 1) -> list[Finding]:
     """Everything unsafe in ``settings``, most severe first."""
-    found = _secret(settings, deploy) + _key_file(settings)
+    found = (
+        _secret(settings, deploy)
+        + _key_file(settings)
+        + _data_files(settings)
+        + _process_local_sessions(settings)
+    )
     if deploy:
         found += _deployment(settings, workers)
     return sorted(found, key=lambda f: (f.severity != "critical", f.code))

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any, cast
 
 from sqlalchemy import Column, Float, LargeBinary, MetaData, String, Table, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bastion.files import create_private_file
+
+# Longest wait, seconds, for aiosqlite's worker thread to stop after a failed connect (it
+# has only to close a file that did not open).
+_THREAD_JOIN_TIMEOUT = 5.0
+
+# The async drivers Bastion ships with, by database.
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 
 # Stable constraint names, so Alembic migrations are the same on SQLite and PostgreSQL.
 metadata = MetaData(
@@ -41,8 +54,53 @@ kv_member_table = Table(
 )
 
 
+def normalize_url(url: str) -> str:
+    """``url`` with the async driver Bastion uses, as other tools accept database URLs.
+
+    ``postgres://`` and ``postgresql://`` (libpq style, as Heroku and many PaaS hand them
+    out) mean PostgreSQL through asyncpg, with libpq's ``sslmode`` renamed to asyncpg's
+    ``ssl`` (same values); ``sqlite://`` means aiosqlite. A URL naming another database or
+    a synchronous driver is refused with a ValueError whose message never holds the URL
+    (it may carry a password).
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError("not a database URL (want postgresql://... or sqlite:///...)") from None
+    backend = "postgresql" if parsed.get_backend_name() == "postgres" else parsed.get_backend_name()
+    driver = ASYNC_DRIVERS.get(backend)
+    if driver is None:
+        raise ValueError(f"unsupported database {backend!r}: use PostgreSQL or SQLite")
+    given = parsed.get_driver_name() if "+" in parsed.drivername else driver
+    if given != driver:
+        raise ValueError(f"{backend}+{given} is not supported: use {backend}+{driver}")
+    normalized = parsed.set(drivername=f"{backend}+{driver}")
+    if backend == "postgresql" and "sslmode" in normalized.query:
+        query = dict(normalized.query)
+        query.setdefault("ssl", query.pop("sslmode"))
+        normalized = normalized.set(query=query)
+    if normalized == parsed:
+        return url  # untouched, byte for byte
+    return normalized.render_as_string(hide_password=False)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for other databases and in-memory ones."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
 def create_engine(url: str, *, timeout: float = 2.0, **kwargs: Any) -> AsyncEngine:
-    """An async engine whose connects and statements give up after ``timeout`` seconds."""
+    """An async engine whose connects and statements give up after ``timeout`` seconds.
+
+    A SQLite database file is created with mode 0600 (its -wal and -shm files take the
+    same mode), and waits ``timeout`` seconds on another connection's lock.
+    """
     backend = make_url(url).get_backend_name()
     connect_args: dict[str, Any] = {}
     if backend == "postgresql":
@@ -54,14 +112,48 @@ def create_engine(url: str, *, timeout: float = 2.0, **kwargs: Any) -> AsyncEngi
         kwargs.setdefault("pool_pre_ping", True)
         kwargs.setdefault("pool_timeout", timeout)
     elif backend == "sqlite":
-        # Seconds SQLite waits on a locked database before giving up.
+        # sqlite3 sets this busy timeout as it opens the file, before any statement runs.
         connect_args = {"timeout": timeout}
     # Never put bound values (password hashes, names) into error messages or logs.
     kwargs.setdefault("hide_parameters", True)
     engine = create_async_engine(url, connect_args=connect_args, **kwargs)
     if backend == "sqlite":
+        _connect_sqlite_through(engine, sqlite_file(url))
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     return engine
+
+
+def _connect_sqlite_through(engine: AsyncEngine, path: Path | None) -> None:
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        if path is not None:
+            # SQLite would create a missing file with 0644 under the usual umask; made here
+            # first it keeps 0600, and SQLite gives its -wal and -shm files the same mode.
+            create_private_file(path)
+        return dialect.loaded_dbapi.connect(*cargs, async_creator_fn=_open_aiosqlite, **cparams)
+
+
+async def _open_aiosqlite(*args: Any, **kwargs: Any) -> Any:
+    """aiosqlite's connect, except that a failed or cancelled connect leaves nothing running.
+
+    aiosqlite opens the file on a worker thread; when that fails (a missing folder, a
+    database outage) or the caller gives up, it stops the thread without waiting, and the
+    thread reports its stop to the event loop afterwards, possibly after that loop has
+    closed ("RuntimeError: Event loop is closed" in the thread). Waiting for the thread
+    before the error goes on means every connect is finished when it returns.
+    """
+    import aiosqlite
+
+    connecting = aiosqlite.connect(*args, **kwargs)
+    # The worker thread (before aiosqlite 0.22 the connection itself was the thread).
+    worker = cast(threading.Thread, getattr(connecting, "_thread", connecting))
+    worker.daemon = True  # as SQLAlchemy sets it: an unclosed connection never blocks exit
+    try:
+        return await connecting
+    except BaseException:
+        if worker.is_alive():
+            await asyncio.shield(asyncio.to_thread(worker.join, _THREAD_JOIN_TIMEOUT))
+        raise
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _connection_record: Any) -> None:
@@ -72,7 +164,13 @@ def _sqlite_on_connect(dbapi_connection: Any, _connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # WAL is a property of the file: set once, it stays. Switching needs an exclusive
+        # lock that SQLite may refuse at once ("database is locked", no busy wait) while
+        # another connection is switching or writing, so it is only asked for when needed.
+        # Several processes on a fresh file switch it one at a time: see bastion.migrate.
+        cursor.execute("PRAGMA journal_mode")
+        if cursor.fetchone()[0] not in ("wal", "memory"):
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()

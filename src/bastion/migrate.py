@@ -2,11 +2,16 @@
 
 No ``alembic.ini`` is needed: the configuration is built here and points at the migrations
 shipped inside the package. Migrations run in one transaction; concurrent upgrades of one
-database (several workers starting at once) wait for each other instead of colliding.
+database (several processes starting at once) wait for each other instead of colliding: on
+PostgreSQL through an advisory lock, on SQLite through a lock file beside the database, taken
+before the first connection (SQLite refuses, rather than waits, a second connection that
+switches a fresh file to WAL while another does).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +22,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 
-from bastion.db import create_engine
+from bastion.db import create_engine, sqlite_file
+from bastion.files import exclusive_lock, make_private_dir
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -52,15 +58,16 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-async def database_revision(url: str) -> str | None:
+async def database_revision(url: str, *, give_up_after: float = 2.0) -> str | None:
     """The revision of the database at ``url``; None when never migrated.
 
-    A SQLite file that does not exist yet is reported as None, not created.
+    A SQLite file that does not exist yet is reported as None, not created. Connecting
+    gives up after ``give_up_after`` seconds.
     """
-    sqlite_path = _sqlite_file(url)
+    sqlite_path = sqlite_file(url)
     if sqlite_path is not None and not sqlite_path.exists():
         return None
-    engine = create_engine(url)
+    engine = create_engine(url, timeout=give_up_after)
     try:
         async with engine.connect() as connection:
             return await connection.run_sync(current_revision)
@@ -71,7 +78,8 @@ async def database_revision(url: str) -> str | None:
 async def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` up to ``revision``; a no-op when it is there already.
 
-    For SQLite the database file and its folder are created when missing.
+    For SQLite the database file (mode 0600) and its folder (0700) are created when
+    missing.
     """
     await _run(url, command.upgrade, revision)
 
@@ -82,17 +90,29 @@ async def downgrade(url: str, revision: str) -> None:
 
 
 async def _run(url: str, action: Any, revision: str) -> None:
-    sqlite_path = _sqlite_file(url)
-    if sqlite_path is not None:
-        sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, timeout=_MIGRATION_TIMEOUT)
-    if make_url(url).get_backend_name() == "sqlite":
-        _sqlite_transactional_ddl(engine.sync_engine)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(_migrate, action, revision)
-    finally:
-        await engine.dispose()
+    async with _sqlite_migration_lock(url):
+        engine = create_engine(url, timeout=_MIGRATION_TIMEOUT)
+        if make_url(url).get_backend_name() == "sqlite":
+            _sqlite_transactional_ddl(engine.sync_engine)
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(_migrate, action, revision)
+        finally:
+            await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _sqlite_migration_lock(url: str) -> AsyncIterator[None]:
+    """For a SQLite file: its private folder, and ``<file>.lock`` held across processes
+    from before the first connection to after the last; a no-op for other databases."""
+    path = sqlite_file(url)
+    if path is None:
+        yield
+        return
+    make_private_dir(path.parent)
+    lock_file = path.with_name(path.name + ".lock")
+    async with exclusive_lock(lock_file, give_up_after=_MIGRATION_TIMEOUT):
+        yield
 
 
 def _migrate(connection: Connection, action: Any, revision: str) -> None:
@@ -120,17 +140,6 @@ def _sqlite_transactional_ddl(sync_engine: Any) -> None:
     @event.listens_for(sync_engine, "begin")
     def _begin_immediate(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _sqlite_file(url: str) -> Path | None:
-    """The database file of a SQLite URL; None for other databases and in-memory ones."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    database = parsed.database or ""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database).expanduser()
 
 
 __all__ = [

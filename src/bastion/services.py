@@ -18,6 +18,7 @@ from bastion.auth import Authenticator
 from bastion.cache import Cache
 from bastion.clock import Clock, system_clock
 from bastion.db import create_engine
+from bastion.files import make_private_dir
 from bastion.keys import KeyRing
 from bastion.passwords import Passwords
 from bastion.ratelimit import AddressLimit, LoginThrottle
@@ -87,7 +88,7 @@ async def migrate_embedded(settings: Settings) -> None:
     if is_embedded(settings):
         from bastion.migrate import upgrade
 
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(settings.data_dir)
         await upgrade(settings.resolved_database_url)
 
 
@@ -100,7 +101,7 @@ async def open_services(
     """Connect to the database and stores named by ``settings``."""
     settings.check_startup()
     if is_embedded(settings):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(settings.data_dir)
     engine = create_engine(settings.resolved_database_url, timeout=settings.store_timeout)
     redis = (
         create_redis_client(settings.redis_url, timeout=settings.store_timeout)

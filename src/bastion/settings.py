@@ -15,7 +15,9 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bastion.db import normalize_url
 from bastion.exceptions import ConfigError
+from bastion.files import make_private_dir
 
 Environment = Literal["development", "production", "test"]
 StoreKind = Literal["memory", "sql", "redis"]
@@ -55,6 +57,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
+        # Values may be secrets or URLs with passwords: errors name the field, never the value.
+        hide_input_in_errors=True,
     )
 
     env: Environment = Field(
@@ -62,7 +66,11 @@ class Settings(BaseSettings):
         description="`production` turns on secure cookies (`__Host-` prefix, Secure), HSTS, "
         "and refuses a missing or weak secret. `test` behaves like development.",
     )
-    debug: bool = Field(False, description="Show more detail in logs (never in responses).")
+    debug: bool = Field(
+        False,
+        description="Show more detail in logs and in the command line's error lines "
+        "(never in responses).",
+    )
     secret_key: SecretStr | None = Field(
         None,
         description="Master secret, at least 32 bytes, for HMACs (CSRF, signed values). "
@@ -74,12 +82,14 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         Path(".bastion"),
-        description="Folder for the embedded SQLite file, the generated secret and the key set.",
+        description="Folder for the embedded SQLite file, the generated secret and the key set "
+        "(created 0700, its files 0600).",
     )
     database_url: str = Field(
         "",
         description="SQLAlchemy async URL for users, roles, audit log. "
-        "Default: sqlite+aiosqlite:///<data dir>/bastion.db.",
+        "Default: sqlite+aiosqlite:///<data dir>/bastion.db. postgres:// and postgresql:// "
+        "mean postgresql+asyncpg:// (sslmode= becomes ssl=), sqlite:// means sqlite+aiosqlite://.",
     )
     redis_url: str = Field(
         "",
@@ -191,6 +201,11 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalize_url(value) if value else value
+
     @field_validator("login_ip_limit", "registration_ip_limit")
     @classmethod
     def _rate(cls, value: str) -> str:
@@ -283,7 +298,7 @@ def _load_or_create_dev_secret(data_dir: Path) -> str:
         return path.read_text().strip()
     except FileNotFoundError:
         pass
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     secret = secrets.token_urlsafe(48)
     # Write a private temp file, then link it into place: when two processes start at once,
     # exactly one link succeeds and the other reads the complete winner.

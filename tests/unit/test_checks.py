@@ -85,6 +85,67 @@ def test_key_file_readable_by_others_is_reported(tmp_path: Path) -> None:
     assert "jwt.keys_permissions" in codes(settings)
 
 
+@pytest.mark.usefixtures("umask_022")
+def test_data_files_open_to_others_are_reported_with_the_chmod_that_fixes_them(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data dir"  # a space: the fix must be quoted for the shell
+    data.mkdir(mode=0o755)
+    settings = Settings(data_dir=data)
+    settings.secret_bytes()
+    keys.load_or_create(settings.resolved_jwt_keys_file, "HS256")
+    for name in ("bastion.db", "bastion.db-wal", "bastion.db-shm"):
+        (data / name).write_bytes(b"")  # 0644 under this umask, as SQLite made them
+    for name in ("secret_key", "jwks.json"):
+        (data / name).chmod(0o640)
+
+    found = {(f.code, f.message) for f in find_problems(settings)}
+
+    quoted = f"'{data}"
+    assert found == {
+        (
+            "files.data_dir_permissions",
+            f"the data folder {data} is open to other users (mode 0755); fix: chmod 700 {quoted}'",
+        ),
+        *(
+            (
+                "files.database_permissions",
+                f"the database file {data / name} is open to other users (mode 0644); "
+                f"fix: chmod 600 {quoted}/{name}'",
+            )
+            for name in ("bastion.db", "bastion.db-wal", "bastion.db-shm")
+        ),
+        (
+            "files.secret_permissions",
+            f"the generated secret {data / 'secret_key'} is open to other users (mode 0640); "
+            f"fix: chmod 600 {quoted}/secret_key'",
+        ),
+        (
+            "jwt.keys_permissions",
+            f"the JWT key file {data / 'jwks.json'} is open to other users (mode 0640); "
+            f"fix: chmod 600 {quoted}/jwks.json'",
+        ),
+    }
+
+
+def test_private_data_files_are_not_reported(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    settings = Settings(data_dir=data)
+    settings.secret_bytes()
+    keys.load_or_create(settings.resolved_jwt_keys_file, "HS256")
+    (data / "bastion.db").touch(mode=0o600)
+
+    assert codes(settings) == set()
+
+
+def test_a_process_local_session_store_is_reported(tmp_path: Path) -> None:
+    found = find_problems(Settings(data_dir=tmp_path, session_store="memory"))
+
+    assert [f.code for f in found] == ["store.session_process_local"]
+    assert "sql or redis session store" in found[0].message
+
+
 def test_short_hmac_key_is_reported(tmp_path: Path) -> None:
     settings = careful(tmp_path)
     path = settings.resolved_jwt_keys_file

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -13,10 +18,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 import bastion.users.models  # noqa: F401  (the user tables join the shared metadata)
 from bastion.db import create_engine, metadata
 from bastion.exceptions import UserError
+from bastion.files import exclusive_lock
 from bastion.migrate import (
     MIGRATIONS_DIR,
     current_revision,
@@ -97,6 +104,80 @@ async def test_concurrent_upgrades_wait_for_each_other(database_url: str) -> Non
 
     assert await database_revision(database_url) == head_revision()
     assert await _inspect(database_url, _schema_differences) == []
+
+
+async def test_a_start_waits_for_the_process_already_migrating_a_fresh_sqlite_file(
+    tmp_path: Path,
+) -> None:
+    db_file = tmp_path / "data" / "bastion.db"
+    db_file.parent.mkdir()
+    url = f"sqlite+aiosqlite:///{db_file}"
+    # Another process in the middle of its first start: it holds the migration lock beside
+    # the file and the fresh file's write lock, before the file is in WAL mode. SQLite
+    # refuses at once, with no busy wait, a connection that asks for WAL at this moment.
+    async with exclusive_lock(db_file.with_name("bastion.db.lock"), give_up_after=5):
+        other = sqlite3.connect(db_file, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("CREATE TABLE first_start (x)")
+        starting = asyncio.create_task(upgrade(url))
+        await asyncio.sleep(0.5)  # a start that does not wait has failed by now
+        waited = not starting.done()
+        other.execute("ROLLBACK")
+        other.close()
+    await starting
+
+    assert waited
+    assert await database_revision(url) == head_revision()
+
+
+# A process starting Bastion on SQLite: migrate, then read. It reads one database URL per
+# line and answers with the revision it found, or the error.
+_START = """
+import asyncio, sys
+from bastion.migrate import database_revision, upgrade
+
+async def start(url):
+    await upgrade(url)
+    return await database_revision(url)
+
+print("ready", flush=True)
+for line in sys.stdin:
+    try:
+        print(asyncio.run(start(line.strip())), flush=True)
+    except Exception as error:
+        print(f"{type(error).__name__}: {error}".splitlines()[0], flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_processes_starting_at_once_on_a_fresh_sqlite_file_all_come_up(tmp_path: Path) -> None:
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _START], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    outcomes: list[str] = []
+    try:
+        for process in processes:  # imports done: the starts below race each other closely
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "ready"
+        for attempt in range(10):
+            url = f"sqlite+aiosqlite:///{tmp_path / str(attempt) / 'bastion.db'}"
+            for process in processes:
+                assert process.stdin is not None
+                process.stdin.write(url + "\n")
+                process.stdin.flush()
+            for process in processes:
+                assert process.stdout is not None
+                outcomes.append(process.stdout.readline().strip())
+    finally:
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.close()
+            process.wait(timeout=60)
+
+    assert outcomes == [head_revision()] * 40
 
 
 async def test_constraints_carry_the_naming_convention_names(database_url: str) -> None:
@@ -212,6 +293,48 @@ async def test_sqlite_upgrade_creates_the_missing_data_folder(tmp_path: Path) ->
     assert db_file.is_file()
 
 
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("umask_022")
+async def test_a_new_sqlite_database_and_its_folder_are_private_to_the_owner(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "data"
+    url = f"sqlite+aiosqlite:///{folder / 'bastion.db'}"
+
+    await upgrade(url)
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:  # in WAL mode: -wal and -shm exist meanwhile
+            await conn.execute(text("SELECT count(*) FROM users"))
+            modes = {path.name: _mode(path) for path in folder.iterdir()}
+    finally:
+        await engine.dispose()
+
+    assert _mode(folder) == 0o700
+    assert modes == {
+        "bastion.db": 0o600,
+        "bastion.db-wal": 0o600,
+        "bastion.db-shm": 0o600,
+        "bastion.db.lock": 0o600,
+    }
+
+
+@pytest.mark.usefixtures("umask_022")
+async def test_an_engine_creates_a_missing_sqlite_file_private(tmp_path: Path) -> None:
+    db_file = tmp_path / "store.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{db_file}")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("CREATE TABLE t (x)"))
+    finally:
+        await engine.dispose()
+
+    assert _mode(db_file) == 0o600
+
+
 async def test_revision_of_a_missing_sqlite_file_is_none_without_creating_it(
     tmp_path: Path,
 ) -> None:
@@ -232,6 +355,23 @@ async def test_sqlite_engines_enforce_foreign_keys_and_use_wal(tmp_path: Path) -
 
     assert foreign_keys == 1
     assert journal_mode == "wal"
+
+
+async def test_a_failed_sqlite_connect_has_finished_when_its_error_arrives(
+    tmp_path: Path,
+) -> None:
+    # aiosqlite's worker thread would otherwise report to this event loop after the error,
+    # and fail with "Event loop is closed" once the loop is gone.
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'bastion.db'}")
+    try:
+        with pytest.raises(OperationalError, match="unable to open database file"):
+            async with engine.connect():
+                pass
+        still_running = [t for t in threading.enumerate() if t.name.endswith("_worker_thread)")]
+    finally:
+        await engine.dispose()
+
+    assert still_running == []
 
 
 def test_migration_files_ship_inside_the_package() -> None:
