@@ -1,7 +1,8 @@
 """The ``bastion`` command.
 
 Exit status: 0 on success, 1 on a handled error (one line on stderr, never a traceback),
-2 on a usage error.
+2 on a usage error. A database error names its cause (``BASTION_DEBUG=1`` adds the driver's
+words on the same line). List commands print tab-separated columns under a header row.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import inspect
 import os
 import secrets
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -23,17 +24,23 @@ from bastion.settings import Settings
 T = TypeVar("T")
 DEFAULT_APP = "bastion.webapp.app:create_app"
 
+# Plain help (click's layout): Rich panels label every option with its Python type, so a
+# flag such as --yes reads "--yes <bool>" as if it took a value. Options that take a value
+# name it with a metavar (--port PORT).
 app = typer.Typer(
     name="bastion",
     help="Bastion: sign-in, sessions and tokens for FastAPI.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
-users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
-db_app = typer.Typer(help="Manage the database.", no_args_is_help=True)
-sessions_app = typer.Typer(help="Inspect and end sessions.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage JWT signing keys.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True, rich_markup_mode=None)
+db_app = typer.Typer(help="Manage the database.", no_args_is_help=True, rich_markup_mode=None)
+sessions_app = typer.Typer(
+    help="Inspect and end sessions.", no_args_is_help=True, rich_markup_mode=None
+)
+keys_app = typer.Typer(help="Manage JWT signing keys.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(users_app, name="users")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(keys_app, name="keys")
@@ -56,41 +63,88 @@ def load_settings() -> Settings:
         fail(f"invalid setting {where}: {first['msg']}")
 
 
+def refuse_process_local_sessions(settings: Settings) -> None:
+    """Stop a command that ends or lists sessions before it changes anything, when the
+    session store is this process's own memory: it would see none of the server's sessions
+    and report, say, a disabled user with no session ended while their sessions live on."""
+    if settings.store_kind("session") == "memory":
+        fail(
+            "sessions are kept in the server's own memory (BASTION_SESSION_STORE=memory), "
+            "out of this command's reach; use the sql or redis session store, or the admin "
+            "pages of the running server"
+        )
+
+
 def run(work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
     """Open the services, run ``work(services)``, close them; errors become one line."""
-    from bastion.services import migrate_embedded, open_services
+    from bastion.services import open_services
 
     settings = load_settings()
 
     async def main() -> T:
-        await migrate_embedded(settings)
+        await ready_database(settings)
         services = await open_services(settings)
         try:
             return await work(services)
         finally:
             await services.aclose()
 
-    return guarded(main)
+    return guarded(main, settings)
 
 
-def guarded(main: Callable[[], Awaitable[T]]) -> T:
+async def ready_database(settings: Settings) -> None:
+    """Migrate the embedded SQLite database; check that any other one answers and is
+    migrated (it is migrated only by ``bastion db upgrade``), so that a problem is named
+    before the command does anything."""
+    from bastion.dberrors import NOT_MIGRATED
+    from bastion.exceptions import ConfigError
+    from bastion.migrate import database_revision, head_revision
+    from bastion.services import is_embedded, migrate_embedded
+
+    if is_embedded(settings):
+        await migrate_embedded(settings)
+        return
+    url = settings.resolved_database_url
+    if await database_revision(url, give_up_after=settings.store_timeout) != head_revision():
+        raise ConfigError(NOT_MIGRATED)
+
+
+def guarded(main: Callable[[], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Run ``main``; a handled error becomes one line on stderr and exit status 1."""
     try:
         return asyncio.run(main())  # type: ignore[arg-type]
-    except BastionError as error:
-        fail(str(error))
-    except KeyboardInterrupt:
-        fail("interrupted")
     except typer.Exit:
         raise
+    except KeyboardInterrupt:
+        fail("interrupted")
     except Exception as error:
-        from sqlalchemy.exc import ProgrammingError
+        fail(_one_line(error, settings))
 
-        if isinstance(error, ProgrammingError):
-            # Tables missing: a PostgreSQL database that was never migrated.
-            fail("the database is not migrated; run `bastion db upgrade`")
-        if os.environ.get("BASTION_DEBUG"):
-            raise
-        fail(f"unexpected {type(error).__name__}; set BASTION_DEBUG=1 for details")
+
+def _one_line(error: Exception, settings: Settings | None) -> str:
+    """What went wrong, in words an operator can act on; ``BASTION_DEBUG`` adds the
+    driver's own words (never a password of the database URL, never a traceback)."""
+    from bastion.dberrors import detail, explain, redact
+
+    debug = settings.debug if settings is not None else _debug_from_environment()
+    url = settings.resolved_database_url if settings is not None else ""
+    if isinstance(error, StoreUnavailable):
+        extra = redact(error.detail, url) if error.detail else ""
+        return f"{error} ({extra})" if debug and extra else str(error)
+    if isinstance(error, BastionError):
+        return str(error)
+    line = None if settings is None else explain(error, url, timeout=settings.store_timeout)
+    if line is None:
+        if debug:
+            raise error  # not a database problem: the traceback is what a developer needs
+        return f"unexpected {type(error).__name__}; set BASTION_DEBUG=1 for details"
+    return f"{line} [{detail(error, url)}]" if debug else line
+
+
+def _debug_from_environment() -> bool:
+    # Settings could not be loaded: read the switch the way pydantic reads booleans.
+    value = os.environ.get("BASTION_DEBUG", "").strip().lower()
+    return value in {"1", "on", "t", "true", "y", "yes"}
 
 
 def read_password(from_stdin: bool) -> str:
@@ -116,14 +170,26 @@ def read_password(from_stdin: bool) -> str:
     return password
 
 
+def print_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """Tab-separated columns under a header row (``cut -f`` and ``tail -n +2`` friendly)."""
+    for row in (header, *rows):
+        typer.echo("\t".join(row))
+
+
 # ---- users --------------------------------------------------------------------------
+
+UserName = Annotated[str, typer.Argument(metavar="NAME", help="User name (matched case-blind).")]
 
 
 @users_app.command("create")
 def users_create(
-    name: Annotated[str, typer.Argument(help="User name (kept as typed, matched case-blind).")],
-    email: Annotated[str | None, typer.Option(help="E-mail address.")] = None,
-    role: Annotated[list[str] | None, typer.Option("--role", help="Role; repeat for more.")] = None,
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="User name (kept as typed, matched case-blind).")
+    ],
+    email: Annotated[str | None, typer.Option(metavar="EMAIL", help="E-mail address.")] = None,
+    role: Annotated[
+        list[str] | None, typer.Option("--role", metavar="ROLE", help="Role; repeat for more.")
+    ] = None,
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
@@ -145,10 +211,18 @@ def users_list() -> None:
 
     async def work(services: Any) -> None:
         users = await services.users.list_users(limit=10_000)
-        for user in users:
-            state = "active" if user.is_active else "disabled"
-            roles = ",".join(sorted(user.roles)) or "-"
-            typer.echo(f"{user.username}\t{user.email or '-'}\t{state}\t{roles}")
+        print_table(
+            ("NAME", "EMAIL", "STATE", "ROLES"),
+            (
+                (
+                    user.username,
+                    user.email or "-",
+                    "active" if user.is_active else "disabled",
+                    ",".join(sorted(user.roles)) or "-",
+                )
+                for user in users
+            ),
+        )
 
     run(work)
 
@@ -162,13 +236,13 @@ async def _require_user(services: Any, name: str) -> Any:
 
 @users_app.command("set-password")
 def users_set_password(
-    name: str,
+    name: UserName,
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
 ) -> None:
     """Set a user's password, end all of that user's sessions and their login back-off."""
-    load_settings()  # a bad setting is reported before the prompt
+    refuse_process_local_sessions(load_settings())  # a bad setting is reported before the prompt
     password = read_password(password_stdin)
 
     async def work(services: Any) -> None:
@@ -182,6 +256,9 @@ def users_set_password(
 
 
 def _set_active(name: str, active: bool) -> None:
+    if not active:
+        refuse_process_local_sessions(load_settings())
+
     async def work(services: Any) -> None:
         user = await _require_user(services, name)
         ended = await services.accounts.set_active(user.id, active)
@@ -192,23 +269,24 @@ def _set_active(name: str, active: bool) -> None:
 
 
 @users_app.command("disable")
-def users_disable(name: str) -> None:
+def users_disable(name: UserName) -> None:
     """Disable a user and end all of that user's sessions."""
     _set_active(name, False)
 
 
 @users_app.command("enable")
-def users_enable(name: str) -> None:
+def users_enable(name: UserName) -> None:
     """Enable a disabled user."""
     _set_active(name, True)
 
 
 @users_app.command("delete")
 def users_delete(
-    name: str,
+    name: UserName,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a user and end all of that user's sessions."""
+    refuse_process_local_sessions(load_settings())
     if not yes:
         try:
             confirmed = typer.confirm(f"Delete user {name}?", default=False)
@@ -236,10 +314,14 @@ def _stamp(timestamp: float) -> str:
 
 @sessions_app.command("list")
 def sessions_list(
-    user: Annotated[str | None, typer.Option("--user", help="Only this user's sessions.")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", metavar="NAME", help="Only this user's sessions.")
+    ] = None,
 ) -> None:
-    """List live sessions: id, user, kind, address, device, created, last seen."""
+    """List live sessions: id, user, kind, address, device, created, last seen (UTC)."""
     from bastion.devices import describe
+
+    refuse_process_local_sessions(load_settings())
 
     async def work(services: Any) -> None:
         if user is None:
@@ -247,27 +329,33 @@ def sessions_list(
         else:
             record = await _require_user(services, user)
             sessions = await services.sessions.list_for_user(record.id)
-        for session in sessions:
-            typer.echo(
-                "\t".join(
-                    [
-                        session.key,
-                        session.username or str(session.user_id),
-                        session.kind,
-                        session.ip or "-",
-                        describe(session.user_agent),
-                        _stamp(session.created_at),
-                        _stamp(session.last_seen_at),
-                    ]
+        print_table(
+            ("ID", "USER", "KIND", "ADDRESS", "DEVICE", "CREATED", "LAST SEEN"),
+            (
+                (
+                    session.key,
+                    session.username or str(session.user_id),
+                    session.kind,
+                    session.ip or "-",
+                    describe(session.user_agent),
+                    _stamp(session.created_at),
+                    _stamp(session.last_seen_at),
                 )
-            )
+                for session in sessions
+            ),
+        )
 
     run(work)
 
 
 @sessions_app.command("revoke")
-def sessions_revoke(session_id: Annotated[str, typer.Argument(help="Session id.")]) -> None:
+def sessions_revoke(
+    session_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Session id, as `sessions list` shows it.")
+    ],
+) -> None:
     """End one session."""
+    refuse_process_local_sessions(load_settings())
 
     async def work(services: Any) -> None:
         session = await services.sessions.get(session_id)
@@ -285,8 +373,9 @@ def sessions_revoke(session_id: Annotated[str, typer.Argument(help="Session id."
 
 
 @sessions_app.command("revoke-all")
-def sessions_revoke_all(name: str) -> None:
+def sessions_revoke_all(name: UserName) -> None:
     """End every session of a user."""
+    refuse_process_local_sessions(load_settings())
 
     async def work(services: Any) -> None:
         user = await _require_user(services, name)
@@ -320,10 +409,19 @@ def keys_list() -> None:
     def action(settings: Settings) -> None:
         path = settings.resolved_jwt_keys_file
         keyset = keys.load_or_create(path, settings.jwt_algorithm)
-        for key in keyset.keys:
-            retired = _stamp(key.retired_at) if key.retired_at else "-"
-            marker = "signing" if key.kid == keyset.signing_kid else "verify-only"
-            typer.echo(f"{key.kid}\t{key.alg}\t{_stamp(key.created_at)}\t{retired}\t{marker}")
+        print_table(
+            ("KID", "ALG", "CREATED", "RETIRED", "USE"),
+            (
+                (
+                    key.kid,
+                    key.alg,
+                    _stamp(key.created_at),
+                    _stamp(key.retired_at) if key.retired_at else "-",
+                    "signing" if key.kid == keyset.signing_kid else "verify-only",
+                )
+                for key in keyset.keys
+            ),
+        )
 
     _keys_guarded(action)
 
@@ -369,17 +467,10 @@ def db_upgrade() -> None:
     settings = load_settings()
 
     async def main() -> None:
-        from sqlalchemy import exc as sa_exc
-
-        if settings.resolved_database_url.startswith("sqlite"):
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            await upgrade(settings.resolved_database_url)
-        except (OSError, TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError):
-            raise StoreUnavailable("database") from None
+        await upgrade(settings.resolved_database_url)
         typer.echo("database is up to date")
 
-    guarded(main)
+    guarded(main, settings)
 
 
 # ---- serving --------------------------------------------------------------------------
@@ -417,12 +508,18 @@ def _serve(host: str, port: int, workers: int, target: str, reload: bool) -> Non
     )
 
 
+Host = Annotated[str, typer.Option(metavar="HOST", help="Address to listen on.")]
+Port = Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.", min=1, max=65535)]
+
+
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
-    app_path: Annotated[str, typer.Option("--app", help="MODULE:ATTR of the app.")] = DEFAULT_APP,
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    workers: Annotated[int, typer.Option(metavar="N", help="Worker processes.", min=1)] = 1,
+    app_path: Annotated[
+        str, typer.Option("--app", metavar="MODULE:ATTR", help="The app (or app factory).")
+    ] = DEFAULT_APP,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
 ) -> None:
     """Run the reference app (or any Bastion app) under uvicorn."""
@@ -431,14 +528,14 @@ def serve(
 
     # Before uvicorn starts its workers: a problem is one line here, and the workers'
     # own start-up migrations find nothing left to do.
-    guarded(lambda: migrate_embedded(settings))
+    guarded(lambda: migrate_embedded(settings), settings)
     _serve(host, port, workers, app_path, reload)
 
 
 @app.command()
 def demo(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
 ) -> None:
     """Serve the reference app with a demo admin account and a fresh random password."""
     password = secrets.token_urlsafe(12)
@@ -473,7 +570,7 @@ def check(
         bool, typer.Option("--deploy", help="Also run the production deployment checks.")
     ] = False,
     workers: Annotated[
-        int, typer.Option(help="Worker processes the deployment will run.", min=1)
+        int, typer.Option(metavar="N", help="Worker processes the deployment will run.", min=1)
     ] = 1,
 ) -> None:
     """Print what is unsafe in the current settings; with --deploy exit 1 if anything is."""
@@ -496,7 +593,7 @@ def main() -> None:
         typer.echo(f"error: {error}", err=True)
         sys.exit(1)
     except Exception as error:
-        if os.environ.get("BASTION_DEBUG"):
+        if _debug_from_environment():
             raise
         typer.echo(f"error: unexpected {type(error).__name__}", err=True)
         sys.exit(1)

@@ -20,7 +20,7 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -65,6 +65,19 @@ def assert_handled_error(outcome: Outcome, fragment: str) -> str:
     assert lines[0].startswith("error: "), outcome
     assert fragment in lines[0], outcome
     return lines[0]
+
+
+USERS_HEADER = ("NAME", "EMAIL", "STATE", "ROLES")
+SESSIONS_HEADER = ("ID", "USER", "KIND", "ADDRESS", "DEVICE", "CREATED", "LAST SEEN")
+KEYS_HEADER = ("KID", "ALG", "CREATED", "RETIRED", "USE")
+
+
+def table(stdout: str, header: Sequence[str]) -> list[list[str]]:
+    """The rows of a list command's tab-separated output, below its header row."""
+    lines = stdout.splitlines()
+    assert lines, "no header row"
+    assert lines[0].split("\t") == list(header)
+    return [line.split("\t") for line in lines[1:]]
 
 
 def assert_usage_error(outcome: Outcome, fragment: str) -> None:
@@ -197,8 +210,10 @@ def library(cli: Cli) -> Library:
     return Library()
 
 
-async def _admin(url: str, sql: str) -> None:
-    # AUTOCOMMIT: CREATE/DROP DATABASE refuse to run inside a transaction.
+async def run_sql(url: str, sql: str) -> None:
+    """Run one statement on the database at ``url``, committed at once.
+
+    AUTOCOMMIT: CREATE/DROP DATABASE refuse to run inside a transaction."""
     engine = create_engine(url, timeout=10.0, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as connection:
@@ -211,8 +226,8 @@ async def _admin(url: str, sql: str) -> None:
 def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
     """An empty database of this test's own on the real PostgreSQL server."""
     name = f"bastion_cli_{secrets.token_hex(6)}"
-    asyncio.run(_admin(postgres_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(run_sql(postgres_url, f'CREATE DATABASE "{name}"'))
     try:
         yield postgres_url.rsplit("/", 1)[0] + "/" + name
     finally:
-        asyncio.run(_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(run_sql(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

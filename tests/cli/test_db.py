@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bastion.migrate import database_revision, head_revision
-from tests.cli.conftest import Cli, Library, assert_handled_error, assert_ok
+from tests.cli.conftest import USERS_HEADER, Cli, Library, assert_handled_error, assert_ok, table
 
 
 def test_db_upgrade_migrates_a_fresh_data_dir_and_again_is_a_no_op(
@@ -44,11 +44,11 @@ def test_db_upgrade_then_user_commands_work_on_postgresql(
     listed = cli.invoke("users", "list")
     again = cli.invoke("db", "upgrade")
 
-    assert_handled_error(before, "")  # any one line: the wording is not settled yet
+    assert_handled_error(before, "the database is not migrated; run `bastion db upgrade`")
     assert_ok(upgraded)
     assert asyncio.run(database_revision(fresh_postgres_url)) == head_revision()
     assert_ok(created)
     assert_ok(listed)
-    assert listed.stdout.splitlines() == ["pgalice\t-\tactive\tadmin"]
+    assert table(listed.stdout, USERS_HEADER) == [["pgalice", "-", "active", "admin"]]
     assert_ok(again)
     assert not (cli.data_dir / "bastion.db").exists()  # nothing went to the SQLite default

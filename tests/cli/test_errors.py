@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 import pytest
+import typer
 
-from tests.cli.conftest import Cli, Library, assert_handled_error, assert_usage_error
+from bastion.cli import app
+from tests.cli.conftest import Cli, Library, assert_handled_error, assert_ok, assert_usage_error
 
 # The real console script, once per kind of usage error.
 
@@ -124,3 +127,29 @@ def test_every_database_command_reports_an_unreachable_database_in_one_line(
     outcome = cli.invoke(*command.split(), input="maple-syrup-password-1\n")
 
     assert_handled_error(outcome, "unavailable")
+
+
+# ---- help ----------------------------------------------------------------------------------
+
+
+def _command_paths() -> list[list[str]]:
+    """Every command and group of ``bastion``, as the words that name it."""
+    paths: list[list[str]] = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        paths.append(path)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=lambda path: " ".join(path) or "bastion")
+def test_help_shows_flags_bare_and_names_what_options_take(cli: Cli, path: list[str]) -> None:
+    outcome = cli.invoke(*path, "--help")
+
+    assert_ok(outcome)
+    assert "--help  " in outcome.stdout  # a flag: no value after it
+    for noise in ("<bool>", "[default: False]", "<int", "<list"):
+        assert noise not in outcome.stdout, noise

@@ -9,13 +9,12 @@ import time
 import pytest
 
 from bastion import keys
-from tests.cli.conftest import Cli, assert_handled_error, assert_ok
+from tests.cli.conftest import KEYS_HEADER, Cli, assert_handled_error, assert_ok, table
 
 
 def _listed(stdout: str) -> dict[str, list[str]]:
-    """``keys list`` lines by kid: kid, alg, created, retired, signing/verify-only."""
-    rows = [line.split("\t") for line in stdout.splitlines()]
-    return {row[0]: row for row in rows}
+    """``keys list`` rows by kid: kid, alg, created, retired, signing/verify-only."""
+    return {row[0]: row for row in table(stdout, KEYS_HEADER)}
 
 
 def test_list_on_a_fresh_data_dir_creates_one_signing_key(cli: Cli) -> None:

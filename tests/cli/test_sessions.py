@@ -7,15 +7,21 @@ import secrets
 import pytest
 
 from bastion.sessions import session_key
-from tests.cli.conftest import Cli, Library, assert_handled_error, assert_ok
+from tests.cli.conftest import (
+    SESSIONS_HEADER,
+    Cli,
+    Library,
+    assert_handled_error,
+    assert_ok,
+    table,
+)
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 
 def _rows(stdout: str) -> dict[str, list[str]]:
-    """``sessions list`` lines by session id."""
-    rows = [line.split("\t") for line in stdout.splitlines()]
-    return {row[0]: row for row in rows}
+    """``sessions list`` rows by session id."""
+    return {row[0]: row for row in table(stdout, SESSIONS_HEADER)}
 
 
 def test_list_shows_every_live_session_with_its_user_address_and_device(
@@ -52,13 +58,13 @@ def test_list_for_one_user_shows_only_theirs(cli: Cli, library: Library) -> None
     assert set(_rows(outcome.stdout)) == {a1, a2}
 
 
-def test_list_with_no_sessions_prints_nothing(cli: Cli, library: Library) -> None:
+def test_list_with_no_sessions_prints_only_the_header(cli: Cli, library: Library) -> None:
     library.add_user("alice")
 
     outcome = cli.invoke("sessions", "list")
 
     assert_ok(outcome)
-    assert outcome.stdout == ""
+    assert _rows(outcome.stdout) == {}
 
 
 def test_revoke_ends_only_that_session_and_a_second_revoke_fails(

@@ -7,7 +7,14 @@ import pytest
 from bastion.exceptions import AuthenticationFailed, RateLimited
 from bastion.ratelimit import LoginThrottle
 from bastion.services import Services
-from tests.cli.conftest import Cli, Library, assert_handled_error, assert_ok
+from tests.cli.conftest import (
+    USERS_HEADER,
+    Cli,
+    Library,
+    assert_handled_error,
+    assert_ok,
+    table,
+)
 
 # ---- create ------------------------------------------------------------------------------
 
@@ -169,18 +176,18 @@ def test_list_shows_name_email_state_and_roles(cli: Cli, library: Library) -> No
     outcome = cli.invoke("users", "list")
 
     assert_ok(outcome)
-    rows = [line.split("\t") for line in outcome.stdout.splitlines()]
+    rows = table(outcome.stdout, USERS_HEADER)
     assert rows == [
         ["alice", "alice@example.org", "active", "admin,ops"],
         ["bob", "-", "disabled", "-"],
     ]
 
 
-def test_list_on_a_fresh_data_dir_prints_nothing(cli: Cli) -> None:
+def test_list_on_a_fresh_data_dir_prints_only_the_header(cli: Cli) -> None:
     outcome = cli.invoke("users", "list")
 
     assert_ok(outcome)
-    assert outcome.stdout == ""
+    assert table(outcome.stdout, USERS_HEADER) == []
 
 
 # ---- set-password ------------------------------------------------------------------------
@@ -337,6 +344,54 @@ def test_disable_ends_that_users_sessions_and_enable_lets_them_back(
     assert after_enable is not None
     assert after_enable.is_active
     assert library.password_matches("alice", "maple-syrup-password-1")
+
+
+# ---- a session store the command cannot reach ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "users set-password alice --password-stdin",
+        "users disable alice",
+        "users delete alice --yes",
+        "users delete alice",
+        "sessions list",
+        "sessions list --user alice",
+        "sessions revoke 0123456789abcdef",
+        "sessions revoke-all alice",
+    ],
+)
+def test_commands_that_reach_sessions_refuse_a_process_local_session_store_and_change_nothing(
+    cli: Cli, library: Library, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    library.add_user("alice", password="old-password-1")
+    # The server's sessions would be in its own memory: this process would see none of them.
+    monkeypatch.setenv("BASTION_SESSION_STORE", "memory")
+
+    outcome = cli.invoke(*command.split(), input="new-password-2\ny\n")
+
+    assert_handled_error(outcome, "BASTION_SESSION_STORE=memory")
+    assert "sql or redis session store" in outcome.stderr
+    assert outcome.stdout == ""  # neither a prompt nor a report of success
+    alice = library.user("alice")
+    assert alice is not None
+    assert alice.is_active
+    assert library.password_matches("alice", "old-password-1")
+
+
+def test_enable_and_list_work_with_a_process_local_session_store(
+    cli: Cli, library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = library.add_user("alice")
+    library.run(lambda services: services.users.set_active(alice.id, False))
+    monkeypatch.setenv("BASTION_SESSION_STORE", "memory")
+
+    enabled = cli.invoke("users", "enable", "alice")
+    listed = cli.invoke("users", "list")
+
+    assert_ok(enabled)
+    assert table(listed.stdout, USERS_HEADER) == [["alice", "-", "active", "-"]]
 
 
 # ---- delete ------------------------------------------------------------------------------
