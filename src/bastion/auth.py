@@ -70,11 +70,18 @@ class Authenticator:
         passwords: Passwords,
         audit: AuditTrail,
         limiter: LoginLimiter | None = None,
+        *,
+        session_ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.users = users
         self.passwords = passwords
         self.audit = audit
         self.limiter = limiter
+        # A sign-in that succeeds writes a session; one that fails does not. When sessions
+        # live apart from the database and the limits (Redis sessions, memory limits), an
+        # outage of the session store alone would tell right passwords (503) from wrong
+        # ones (400), so it is asked first and fails every attempt alike.
+        self.session_ready = session_ready
 
     async def authenticate(
         self,
@@ -100,6 +107,8 @@ class Authenticator:
         )
 
         async def sign_in() -> UserRecord:
+            if self.session_ready is not None:
+                await self.session_ready()
             user = await self.users.get_by_username(username) if attempt.account else None
             user = await self._verify(user, password, attempt)
             await self.users.record_login(user.id)

@@ -183,7 +183,14 @@ async def open_services(
         ),
         audit=audit,
         accounts=accounts,
-        authenticator=Authenticator(users, passwords, audit, limiter=login_throttle),
+        authenticator=Authenticator(
+            users,
+            passwords,
+            audit,
+            limiter=login_throttle,
+            # SQL sessions share the database, whose failed writes already fail alike.
+            session_ready=session_store.ping if settings.store_kind("session") == "redis" else None,
+        ),
         cache=cache,
         redis=redis,
     )

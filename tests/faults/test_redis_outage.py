@@ -224,3 +224,42 @@ def test_rate_limits_alone_in_redis_still_make_readyz_and_login_fail_closed(
     assert wait_until(login_works) < RECOVERY_BOUND
     watch.assert_clean_errors(site.forbidden())
     assert 500 not in watch.statuses()
+
+
+@pytest.fixture(scope="module")
+def sessions_only_site(
+    tmp_path_factory: pytest.TempPathFactory, private_redis: RedisServer
+) -> Iterator[Site]:
+    """Only the sessions in Redis: rate limits and the cache in memory, users in SQLite."""
+    extra = {"BASTION_RATELIMIT_STORE": "memory", "BASTION_CACHE_STORE": "memory"}
+    with _site(tmp_path_factory, private_redis, extra) as site:
+        yield site
+
+
+def test_no_password_oracle_while_only_the_session_store_is_down(
+    sessions_only_site: Site,
+) -> None:
+    """With the limits in memory, nothing before the password check needs Redis: a right
+    password (which needs a session) and a wrong one (which does not) must still get the
+    same answer while the session store is down, or the outage tells them apart."""
+    site = sessions_only_site
+    watch = Watch()
+    attempts = {"right": ("alice", PASSWORD), "wrong": ("alice", "not it"), "unknown": ("zed", "x")}
+    with redis_killed(site.redis), browser(site.live) as anonymous:
+        pages = {}
+        grants = {}
+        for name, (username, password) in attempts.items():
+            form = {**_login_form(anonymous, watch, username), "password": password}
+            pages[name] = watch.post(
+                anonymous, "/login", data=form, headers={"Origin": site.live.url}
+            )
+            grant = {"grant_type": "password", "username": username, "password": password}
+            grants[name] = watch.post(anonymous, "/api/token", data=grant)
+        for answers in (pages, grants):
+            assert {a.status_code for a in answers.values()} == {503}
+            assert len({a.text for a in answers.values()}) == 1
+        for page in pages.values():
+            assert_not_signed_in(page)
+            assert_unavailable(page, "session store")
+    watch.assert_clean_errors(site.forbidden())
+    assert 500 not in watch.statuses()
