@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,6 @@ from bastion.users.repository import UserRepository
 async def test_an_attempt_during_a_database_outage_is_not_counted_as_a_failure(
     tmp_path: Path,
 ) -> None:
-    threads_before = set(threading.enumerate())
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'users.db'}")
     users = UserRepository(engine)
     throttle = LoginThrottle(MemoryStore(clock=FakeClock()), max_failures=2, max_backoff=60)
@@ -35,13 +32,3 @@ async def test_an_attempt_during_a_database_outage_is_not_counted_as_a_failure(
     # Five outage attempts later the account is neither counted nor in back-off.
     assert await throttle.failures("alice") == 0
     await engine.dispose()
-    await _aiosqlite_threads_finished(since=threads_before)
-
-
-async def _aiosqlite_threads_finished(since: set[threading.Thread]) -> None:
-    """aiosqlite stops a connection that failed to open from its worker thread, and that
-    thread then hands its result to this test's event loop: wait for the threads started
-    since ``since`` while the loop still runs, or they fail against a closed loop later."""
-    for thread in set(threading.enumerate()) - since:
-        if thread.name.endswith("(_connection_worker_thread)"):
-            await asyncio.to_thread(thread.join, 5)
