@@ -542,15 +542,15 @@ def demo(
     username = "admin"
 
     async def work(services: Any) -> None:
-        hashed = await services.passwords.hash_async(password)
+        # Through Accounts like every other password: one policy, sessions ended, audited.
+        accounts = services.accounts
         user = await services.users.get_by_username(username)
         if user is None:
-            user = await services.users.create_user(username, hashed, roles=("admin",))
-        else:
-            await services.users.set_password_hash(user.id, hashed)
-            await services.users.set_active(user.id, True)
-            await services.users.set_roles(user.id, {*user.roles, "admin"})
-            await services.sessions.end_all_for_user(user.id)
+            await accounts.create(username, password, roles=("admin",))
+            return
+        await accounts.change_password(user.id, password)
+        await accounts.set_active(user.id, True)
+        await accounts.set_roles(user.id, {*user.roles, "admin"})
 
     run(work)
     typer.echo(
