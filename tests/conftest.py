@@ -11,10 +11,12 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import settings
+from sqlalchemy.engine import make_url
 
 # pytester for the plugin's own tests; every_test_runs fails a run in which a collected
 # test never ran (tests/unit/test_every_test_runs.py).
@@ -55,28 +57,43 @@ def port_open(url: str) -> bool:
         return False
 
 
+def admin_sql(url: str, sql: str) -> None:
+    """Run one statement on the PostgreSQL database at ``url`` (a SQLAlchemy URL), outside
+    any transaction: CREATE/DROP DATABASE refuse to run inside one. Runs its own event
+    loop, so an async caller goes through ``asyncio.to_thread``."""
+    import asyncpg
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def run() -> None:
+        connection = await asyncpg.connect(dsn, timeout=10)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server of ``server_url``: yields its
+    SQLAlchemy URL, then drops it, connections still open to it included."""
+    name = f"bastion_test_{secrets.token_hex(6)}"
+    admin_sql(server_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin_sql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh database on the real PostgreSQL server, dropped after the run."""
     if not port_open(POSTGRES_URL):
         backend_missing(f"PostgreSQL not reachable at {urlsplit(POSTGRES_URL).netloc}")
-    import asyncpg
-
-    dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
-    name = f"bastion_test_{secrets.token_hex(6)}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(dsn, timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_database(POSTGRES_URL) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

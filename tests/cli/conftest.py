@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -26,15 +25,14 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from sqlalchemy import text
 from typer.testing import CliRunner
 
 from bastion.cli import app
-from bastion.db import create_engine
 from bastion.migrate import upgrade
 from bastion.services import Services, open_services
 from bastion.settings import Settings
 from bastion.users.repository import UserRecord
+from tests.conftest import fresh_database
 
 T = TypeVar("T")
 
@@ -210,24 +208,8 @@ def library(cli: Cli) -> Library:
     return Library()
 
 
-async def run_sql(url: str, sql: str) -> None:
-    """Run one statement on the database at ``url``, committed at once.
-
-    AUTOCOMMIT: CREATE/DROP DATABASE refuse to run inside a transaction."""
-    engine = create_engine(url, timeout=10.0, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(sql))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture
 def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
     """An empty database of this test's own on the real PostgreSQL server."""
-    name = f"bastion_cli_{secrets.token_hex(6)}"
-    asyncio.run(run_sql(postgres_url, f'CREATE DATABASE "{name}"'))
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        asyncio.run(run_sql(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_database(postgres_url) as url:
+        yield url

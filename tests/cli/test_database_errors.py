@@ -25,9 +25,9 @@ from tests.cli.conftest import (
     Library,
     assert_handled_error,
     assert_ok,
-    run_sql,
     table,
 )
+from tests.conftest import admin_sql
 
 # PostgreSQL trusts local connections here, so the password is never checked: it is in the
 # URL only to prove that no message shows it.
@@ -100,8 +100,8 @@ def test_an_unmigrated_postgresql_database_says_to_run_db_upgrade(
 def test_an_applications_own_users_table_is_named_and_left_alone_on_postgresql(
     cli: Cli, fresh_postgres_url: str
 ) -> None:
-    asyncio.run(run_sql(fresh_postgres_url, "CREATE TABLE users (id int, nickname text)"))
-    asyncio.run(run_sql(fresh_postgres_url, "INSERT INTO users VALUES (1, 'app user')"))
+    admin_sql(fresh_postgres_url, "CREATE TABLE users (id int, nickname text)")
+    admin_sql(fresh_postgres_url, "INSERT INTO users VALUES (1, 'app user')")
 
     outcome = cli.script("db", "upgrade", env={"BASTION_DATABASE_URL": fresh_postgres_url})
 

@@ -20,14 +20,14 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
-from sqlalchemy import text
 
 import bastion.users.models  # noqa: F401  (the user tables join the shared metadata)
-from bastion.db import create_engine, metadata
+from bastion.db import metadata
 from bastion.fastapi.install import Bastion
 from bastion.migrate import upgrade
 from bastion.settings import Settings
 from bastion.webapp.app import create_app
+from tests.conftest import admin_sql, fresh_database
 
 BASE = "http://testserver"
 ORIGIN = {"Origin": BASE}
@@ -152,24 +152,9 @@ def database_kind(store_kind: str) -> str:
 @pytest.fixture(scope="session")
 def e2e_postgres_url(postgres_url: str) -> Iterator[str]:
     """One migrated PostgreSQL database for the e2e tests of this run (per xdist worker)."""
-    name = f"bastion_e2e_{secrets.token_hex(6)}"
-    url = postgres_url.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(admin_sql(postgres_url, f'CREATE DATABASE "{name}"'))
-    try:
+    with fresh_database(postgres_url) as url:
         asyncio.run(upgrade(url))
         yield url
-    finally:
-        asyncio.run(admin_sql(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def admin_sql(url: str, sql: str) -> None:
-    """Run one statement outside a transaction (CREATE/DROP DATABASE refuse to run in one)."""
-    engine = create_engine(url, timeout=10.0, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(sql))
-    finally:
-        await engine.dispose()
 
 
 def _database_settings(database: str, request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -179,7 +164,7 @@ def _database_settings(database: str, request: pytest.FixtureRequest) -> dict[st
         return {}
     url = str(request.getfixturevalue("e2e_postgres_url"))
     tables = ", ".join(metadata.tables)
-    asyncio.run(admin_sql(url, f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    admin_sql(url, f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     return {"database_url": url}
 
 

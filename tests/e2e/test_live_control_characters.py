@@ -3,8 +3,6 @@ reaches the app and gets a clear 4xx, never a 5xx."""
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import admin_sql, csrf_from
+from tests.conftest import fresh_database
+from tests.e2e.conftest import csrf_from
 from tests.live import LiveServer, live_server
 
 pytestmark = [pytest.mark.backend("postgres"), pytest.mark.slow]
@@ -21,18 +20,15 @@ PASSWORD = "live server password 7"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[LiveServer]:
-    name = f"bastion_live_{secrets.token_hex(6)}"
-    database_url = postgres_url.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(admin_sql(postgres_url, f'CREATE DATABASE "{name}"'))
     data: Path = tmp_path_factory.mktemp("live-pg") / "data"
     data.mkdir()
-    try:
-        with live_server(data, {"BASTION_DATABASE_URL": database_url}) as live:
-            migrated = live.cli("db", "upgrade")  # a PostgreSQL database is migrated by hand
-            assert migrated.returncode == 0, migrated.stderr
-            yield live
-    finally:
-        asyncio.run(admin_sql(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with (
+        fresh_database(postgres_url) as database_url,
+        live_server(data, {"BASTION_DATABASE_URL": database_url}) as live,
+    ):
+        migrated = live.cli("db", "upgrade")  # a PostgreSQL database is migrated by hand
+        assert migrated.returncode == 0, migrated.stderr
+        yield live
 
 
 def raw_status(server: LiveServer, request: bytes) -> int:

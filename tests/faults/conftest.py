@@ -10,7 +10,6 @@ and fail under ``CI=true`` (:func:`tests.conftest.backend_missing`).
 from __future__ import annotations
 
 import asyncio
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -21,14 +20,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
 from bastion.services import open_services
 from bastion.settings import Settings
-from tests.conftest import backend_missing
+from tests.conftest import backend_missing, fresh_database
 from tests.e2e.conftest import csrf_from
 from tests.faults.servers import RedisServer, TcpProxy, redis_server, tcp_proxy
 from tests.live import BASTION, LiveServer
@@ -220,18 +218,6 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
         yield server
 
 
-def _admin(url: str, sql: str) -> None:
-    async def run() -> None:
-        dsn = url.replace("postgresql+asyncpg://", "postgresql://")
-        conn = await asyncpg.connect(dsn, timeout=10)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
 @dataclass(frozen=True)
 class ProxiedDatabase:
     """An empty database of its own on the shared server, reached through ``proxy``."""
@@ -248,22 +234,15 @@ def proxied_database(
     """A fresh database next to the ``postgres_url`` one, migrated with ``bastion db
     upgrade`` and reached through a proxy of this module's own; afterwards the proxy closes
     and the database is dropped."""
-    name = f"bastion_faults_{secrets.token_hex(6)}"
     direct = make_url(postgres_url)
     upstream = (direct.host or "127.0.0.1", direct.port or 5432)
-    _admin(postgres_url, f'CREATE DATABASE "{name}"')
-    try:
-        with tcp_proxy(*upstream) as proxy:
-            url = direct.set(host="127.0.0.1", port=proxy.port, database=name)
-            rendered = url.render_as_string(hide_password=False)
-            database = ProxiedDatabase(rendered, proxy, upstream[1])
-            env = live_env(
-                tmp_path_factory.mktemp("migrate"), {"BASTION_DATABASE_URL": database.url}
-            )
-            migrated = subprocess.run(
-                [BASTION, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60
-            )
-            assert migrated.returncode == 0, migrated.stderr
-            yield database
-    finally:
-        _admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(postgres_url) as fresh, tcp_proxy(*upstream) as proxy:
+        url = make_url(fresh).set(host="127.0.0.1", port=proxy.port)
+        rendered = url.render_as_string(hide_password=False)
+        database = ProxiedDatabase(rendered, proxy, upstream[1])
+        env = live_env(tmp_path_factory.mktemp("migrate"), {"BASTION_DATABASE_URL": database.url})
+        migrated = subprocess.run(
+            [BASTION, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert migrated.returncode == 0, migrated.stderr
+        yield database

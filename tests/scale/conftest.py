@@ -17,13 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-import asyncpg
 import httpx
 import pytest
 
 from bastion.db import create_engine
 from bastion.passwords import Passwords
 from bastion.users.repository import UserRepository
+from tests.conftest import fresh_database
 from tests.live import BASTION, LiveServer, live_server, server_env
 
 PASSWORD = "two processes, one truth"
@@ -38,17 +38,6 @@ class Pair:
     b: LiveServer
     redis_url: str
     redis_prefix: str
-
-
-def _admin(url: str, sql: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
 
 
 def _create_users(database_url: str, *names: str) -> None:
@@ -93,35 +82,29 @@ def pair(
     root = tmp_path_factory.mktemp(f"two-{request.param}")
     # A database of their own: the run's `postgres_url` database also holds tables the
     # store and user suites create without Alembic, which `db upgrade` would collide with.
-    database = f"bastion_scale_{secrets.token_hex(6)}"
-    _admin(postgres_url, f'CREATE DATABASE "{database}"')
-    shared = {
-        "BASTION_DATABASE_URL": postgres_url.rsplit("/", 1)[0] + "/" + database,
-        "BASTION_REDIS_URL": redis_url,
-        "BASTION_REDIS_PREFIX": prefix,
-        "BASTION_SECRET_KEY": secrets.token_urlsafe(48),
-        "BASTION_JWT_KEYS_FILE": str(root / "shared" / "jwks.json"),
-        "BASTION_LOGIN_MAX_FAILURES": "2",
-        # Every request comes from 127.0.0.1: keep the per-address limit out of the way.
-        "BASTION_LOGIN_IP_LIMIT": "1000/minute",
-    }
-    try:
-        with ExitStack() as stack:
-            _bastion(server_env(root / "setup", shared), "db", "upgrade")
-            _create_users(shared["BASTION_DATABASE_URL"], "alice", "carol")
-            folders = [root / "a", root / "b"]
-            for folder in folders:
-                folder.mkdir()
-            # Both start at once, so they also race to create the shared key file.
-            with ThreadPoolExecutor(2) as pool:
-                starting = [
-                    pool.submit(stack.enter_context, live_server(folder, shared))
-                    for folder in folders
-                ]
-                a, b = (future.result() for future in starting)
-            yield Pair(a, b, redis_url, prefix)
-    finally:
-        _admin(postgres_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with fresh_database(postgres_url) as database_url, ExitStack() as stack:
+        shared = {
+            "BASTION_DATABASE_URL": database_url,
+            "BASTION_REDIS_URL": redis_url,
+            "BASTION_REDIS_PREFIX": prefix,
+            "BASTION_SECRET_KEY": secrets.token_urlsafe(48),
+            "BASTION_JWT_KEYS_FILE": str(root / "shared" / "jwks.json"),
+            "BASTION_LOGIN_MAX_FAILURES": "2",
+            # Every request comes from 127.0.0.1: keep the per-address limit out of the way.
+            "BASTION_LOGIN_IP_LIMIT": "1000/minute",
+        }
+        _bastion(server_env(root / "setup", shared), "db", "upgrade")
+        _create_users(database_url, "alice", "carol")
+        folders = [root / "a", root / "b"]
+        for folder in folders:
+            folder.mkdir()
+        # Both start at once, so they also race to create the shared key file.
+        with ThreadPoolExecutor(2) as pool:
+            starting = [
+                pool.submit(stack.enter_context, live_server(folder, shared)) for folder in folders
+            ]
+            a, b = (future.result() for future in starting)
+        yield Pair(a, b, redis_url, prefix)
 
 
 def client(server: LiveServer, raw_cookie: str | None = None) -> httpx.Client:
