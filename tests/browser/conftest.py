@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import backend_missing
 from tests.live import LiveServer, live_server
@@ -69,3 +69,15 @@ def sign_in(page: Page, url: str) -> None:
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{url}/dashboard")
+
+
+def authorize_in_docs(page: Page) -> None:
+    """On ``/docs``: alice signs in through Swagger UI's Authorize dialog (the OAuth2
+    password flow), so that the page's "Try it out" calls carry her bearer token."""
+    page.get_by_role("button", name="Authorize").first.click()
+    dialog = page.locator(".modal-ux")
+    dialog.get_by_label("username:").fill("alice")
+    dialog.get_by_label("password:").fill(PASSWORD)
+    dialog.get_by_role("button", name="Apply given OAuth2 credentials").click()
+    expect(dialog.get_by_role("heading", name="Authorized")).to_be_visible()
+    dialog.get_by_role("button", name="Close").click()

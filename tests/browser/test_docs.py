@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, expect
 
-from tests.browser.conftest import ARTIFACTS, PASSWORD
+from tests.browser.conftest import ARTIFACTS, authorize_in_docs
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -30,13 +30,7 @@ def test_docs_render_authorize_and_call_api_me(server: LiveServer, browser: Brow
     expect(page.get_by_text("/api/token", exact=True)).to_be_visible()
     expect(page.get_by_text("Unable to render this definition")).to_have_count(0)
 
-    page.get_by_role("button", name="Authorize").first.click()
-    dialog = page.locator(".modal-ux")
-    dialog.get_by_label("username:").fill("alice")
-    dialog.get_by_label("password:").fill(PASSWORD)
-    dialog.get_by_role("button", name="Apply given OAuth2 credentials").click()
-    expect(dialog.get_by_role("heading", name="Authorized")).to_be_visible()
-    dialog.get_by_role("button", name="Close").click()
+    authorize_in_docs(page)
 
     me.locator(".opblock-summary").first.click()
     me.get_by_role("button", name="Try it out").click()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import PASSWORD, sign_in
+from tests.browser.conftest import authorize_in_docs, sign_in
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -24,13 +24,7 @@ def test_docs_calls_with_a_token_work_beside_a_session_cookie(
     browser_session = me.json()["session_id"]
 
     page.goto(f"{server.url}/docs")
-    page.get_by_role("button", name="Authorize").first.click()
-    dialog = page.locator(".modal-ux")
-    dialog.get_by_label("username:").fill("alice")
-    dialog.get_by_label("password:").fill(PASSWORD)
-    dialog.get_by_role("button", name="Apply given OAuth2 credentials").click()
-    expect(dialog.get_by_role("heading", name="Authorized")).to_be_visible()
-    dialog.get_by_role("button", name="Close").click()
+    authorize_in_docs(page)
 
     # An unsafe call with the token: refused by CSRF if the session cookie rode along.
     delete = page.locator(
