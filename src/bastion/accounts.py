@@ -15,10 +15,22 @@ from typing import Any
 from bastion.audit import AuditTrail
 from bastion.auth import LoginLimiter, limiter_account
 from bastion.exceptions import UserError
+from bastion.hooks import (
+    AccountDeleted,
+    AccountDisabled,
+    Channel,
+    Hooks,
+    PasswordChanged,
+    Registered,
+    RevokedBy,
+    SessionRevoked,
+    SignedIn,
+    SignedOut,
+)
 from bastion.passwords import Passwords
 from bastion.policy import check_password
 from bastion.ratelimit import AddressLimit
-from bastion.sessions import Session, SessionManager
+from bastion.sessions import Session, SessionManager, session_ref
 from bastion.users.repository import UserRecord, UserRepository
 
 UserChanged = Callable[[int], Awaitable[None]]
@@ -35,6 +47,7 @@ class Accounts:
         password_min_length: int = 8,
         limiter: LoginLimiter | None = None,
         registration_limit: AddressLimit | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.users = users
         self.sessions = sessions
@@ -48,6 +61,8 @@ class Accounts:
         # Called with the user id after any change that must invalidate derived state
         # (the cache layer registers its per-user generation bump here).
         self.on_user_changed: list[UserChanged] = []
+        # The application's lifecycle hooks, called once each change is durable.
+        self.hooks = hooks or Hooks()
 
     async def _changed(self, user_id: int) -> None:
         for callback in self.on_user_changed:
@@ -104,9 +119,19 @@ class Accounts:
         if self.registration_limit is not None:
             await self.registration_limit.hit(ip)
         self.check_new_password(password, confirm, username)
-        return await self._create(
+        user = await self._create(
             "user.registered", username, password, email, (), {"ip": ip, **context}
         )
+        await self.hooks.emit(
+            Registered(
+                user_id=user.id,
+                username=user.username,
+                email=user.email,
+                ip=ip,
+                user_agent=context.get("user_agent"),
+            )
+        )
+        return user
 
     async def _create(
         self,
@@ -151,6 +176,16 @@ class Accounts:
             detail={"sessions_ended": len(ended)},
             **context,
         )
+        await self.hooks.emit(
+            PasswordChanged(
+                user_id=user_id,
+                username=user.username,
+                actor_id=actor_id,
+                ip=context.get("ip"),
+                user_agent=context.get("user_agent"),
+                sessions_ended=len(ended),
+            )
+        )
         return ended
 
     async def set_active(
@@ -172,6 +207,17 @@ class Accounts:
             detail={"sessions_ended": len(ended)} if ended else None,
             **context,
         )
+        if not active:
+            await self.hooks.emit(
+                AccountDisabled(
+                    user_id=user_id,
+                    username=user.username,
+                    actor_id=actor_id,
+                    ip=context.get("ip"),
+                    user_agent=context.get("user_agent"),
+                    sessions_ended=len(ended),
+                )
+            )
         return ended
 
     async def set_roles(
@@ -225,3 +271,144 @@ class Accounts:
         await self.audit.record(
             "user.deleted", username=user.username, actor_id=actor_id, **context
         )
+        await self.hooks.emit(
+            AccountDeleted(
+                user_id=user_id,
+                username=user.username,
+                actor_id=actor_id,
+                ip=context.get("ip"),
+                user_agent=context.get("user_agent"),
+            )
+        )
+
+    # ---- sign-in and sessions ended on behalf of their user ----------------------------
+    # Every way a user's session ends on purpose passes here: the user's cached entries
+    # drop, the audit trail records it and the application's hook hears of it.
+
+    async def signed_in(
+        self,
+        user: UserRecord,
+        session: Session,
+        *,
+        channel: Channel,
+        method: str = "password",
+    ) -> None:
+        """Record a sign-in that has just created ``session`` (``login.success``)."""
+        detail: dict[str, object] = {"channel": channel}
+        if session.kind == "browser":
+            detail["remember"] = session.remember
+        await self.audit.record(
+            "login.success",
+            user_id=user.id,
+            username=user.username,
+            ip=session.ip,
+            user_agent=session.user_agent,
+            session_ref=session.ref,
+            detail=detail,
+        )
+        await self.hooks.emit(
+            SignedIn(
+                user_id=user.id,
+                username=user.username,
+                ip=session.ip,
+                user_agent=session.user_agent,
+                session_ref=session.ref,
+                channel=channel,
+                method=method,
+            )
+        )
+
+    async def sign_out(self, session: Session, *, ip: str | None, user_agent: str | None) -> None:
+        """The user ends the session they are using (``POST /logout``)."""
+        await self.sessions.end(session.key)
+        await self._changed(session.user_id)
+        await self.audit.record(
+            "logout",
+            user_id=session.user_id,
+            username=session.username,
+            ip=ip,
+            user_agent=user_agent,
+            session_ref=session.ref,
+        )
+        await self.hooks.emit(
+            SignedOut(
+                user_id=session.user_id,
+                username=session.username,
+                ip=ip,
+                user_agent=user_agent,
+                session_ref=session.ref,
+            )
+        )
+
+    async def revoke_session(
+        self,
+        session: Session,
+        *,
+        by: RevokedBy,
+        actor_id: int | None,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> None:
+        """End ``session`` for its owner, an admin (``actor_id``) or a refresh token's
+        revocation (which has ended it already: ending it again is a no-op)."""
+        await self.sessions.end(session.key)
+        await self._changed(session.user_id)
+        await self.audit.record(
+            "session.revoked",
+            user_id=session.user_id,
+            username=session.username,
+            actor_id=actor_id,
+            ip=ip,
+            user_agent=user_agent,
+            session_ref=session.ref,
+            detail={"by": by},
+        )
+        await self._revoked(
+            session, [session.key], by=by, actor_id=actor_id, ip=ip, user_agent=user_agent
+        )
+
+    async def revoke_other_sessions(
+        self, current: Session, *, ip: str | None, user_agent: str | None
+    ) -> list[str]:
+        """The owner of ``current`` ends every other session of theirs ("sign out
+        everywhere else"); returns the ended keys."""
+        user_id = current.user_id
+        ended = await self.sessions.end_all_for_user(user_id, keep=current.key)
+        await self._changed(user_id)
+        await self.audit.record(
+            "session.revoked",
+            user_id=user_id,
+            username=current.username,
+            actor_id=user_id,
+            ip=ip,
+            user_agent=user_agent,
+            detail={"by": "owner", "count": len(ended), "scope": "others"},
+        )
+        await self._revoked(
+            current, ended, by="owner", actor_id=user_id, ip=ip, user_agent=user_agent
+        )
+        return ended
+
+    async def _revoked(
+        self,
+        owner: Session,
+        keys: list[str],
+        *,
+        by: RevokedBy,
+        actor_id: int | None,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> None:
+        """One hook call per ended session (the ``keys`` of ``owner``'s user)."""
+        for key in keys:
+            await self.hooks.emit(
+                SessionRevoked(
+                    user_id=owner.user_id,
+                    username=owner.username,
+                    session_ref=session_ref(key),
+                    by=by,
+                    actor_id=actor_id,
+                    ip=ip,
+                    user_agent=user_agent,
+                )
+            )

@@ -10,15 +10,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from bastion.audit import AuditTrail
 from bastion.exceptions import AuthenticationFailed, StoreUnavailable, UserError
+from bastion.hooks import Channel, FailureReason, Hooks, SignInFailed
 from bastion.passwords import Passwords
+from bastion.text import clean_text
 from bastion.users.models import normalize_username
 from bastion.users.repository import UserRecord, UserRepository
 
-Channel = Literal["web", "api"]
 T = TypeVar("T")
 
 
@@ -61,6 +62,8 @@ class _Attempt:
     user_agent: str | None
     failure_event: str
     detail: dict[str, str] = field(default_factory=dict)
+    # Set for a sign-in (its failures reach the application's hook), None for a re-check.
+    channel: Channel | None = None
 
 
 class Authenticator:
@@ -72,6 +75,7 @@ class Authenticator:
         limiter: LoginLimiter | None = None,
         *,
         session_ready: Callable[[], Awaitable[None]] | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.users = users
         self.passwords = passwords
@@ -82,6 +86,7 @@ class Authenticator:
         # outage of the session store alone would tell right passwords (503) from wrong
         # ones (400), so it is asked first and fails every attempt alike.
         self.session_ready = session_ready
+        self.hooks = hooks or Hooks()
 
     async def authenticate(
         self,
@@ -104,6 +109,7 @@ class Authenticator:
             user_agent,
             "login.failure",
             {"channel": channel},
+            channel,
         )
 
         async def sign_in() -> UserRecord:
@@ -175,7 +181,7 @@ class Authenticator:
             await self.users.set_password_hash(user.id, new_hash, changed=False)
         return user
 
-    async def _failed(self, attempt: _Attempt, user_id: int | None, reason: str) -> None:
+    async def _failed(self, attempt: _Attempt, user_id: int | None, reason: FailureReason) -> None:
         if self.limiter is not None:
             await self.limiter.failed(attempt.account, attempt.ip)
         # Required: a success must write (the last-login time, the session), so a failure
@@ -190,4 +196,16 @@ class Authenticator:
             detail={**attempt.detail, "reason": reason},
             required=True,
         )
+        if attempt.channel is not None:
+            await self.hooks.emit(
+                SignInFailed(
+                    username=clean_text(attempt.username[:150]),
+                    user_id=user_id,
+                    ip=attempt.ip,
+                    user_agent=attempt.user_agent,
+                    channel=attempt.channel,
+                    method="password",
+                    reason=reason,
+                )
+            )
         raise AuthenticationFailed

@@ -6,7 +6,7 @@ such as ``bastion users disable`` ends sessions exactly the way the web app woul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -19,6 +19,7 @@ from bastion.cache import Cache
 from bastion.clock import Clock, system_clock
 from bastion.db import create_engine
 from bastion.files import make_private_dir
+from bastion.hooks import Hooks
 from bastion.keys import KeyRing
 from bastion.passwords import Passwords
 from bastion.ratelimit import AddressLimit, LoginThrottle
@@ -56,8 +57,11 @@ class Services:
     authenticator: Authenticator
     cache: Cache
     redis: Any | None = None
+    hooks: Hooks = field(default_factory=Hooks)
 
     async def aclose(self) -> None:
+        # Hooks still running may use the stores and the database: they finish first.
+        await self.hooks.aclose()
         for store in (self.session_store, self.cache_store, self.ratelimit_store):
             await store.aclose()
         if self.redis is not None:
@@ -97,8 +101,11 @@ async def open_services(
     *,
     clock: Clock = system_clock,
     passwords: Passwords | None = None,
+    hooks: Hooks | None = None,
 ) -> Services:
-    """Connect to the database and stores named by ``settings``."""
+    """Connect to the database and stores named by ``settings``; ``hooks`` are the
+    application's (the CLI has none)."""
+    hooks = hooks or Hooks()
     settings.check_startup()
     if is_embedded(settings):
         make_private_dir(settings.data_dir)
@@ -153,6 +160,7 @@ async def open_services(
             what="registration",
             prefix="register:addr",
         ),
+        hooks=hooks,
     )
     # Password change, role change, disabling and deletion drop the user's cached entries.
     accounts.on_user_changed.append(cache.invalidate_user)
@@ -190,7 +198,9 @@ async def open_services(
             limiter=login_throttle,
             # SQL sessions share the database, whose failed writes already fail alike.
             session_ready=session_store.ping if settings.store_kind("session") == "redis" else None,
+            hooks=hooks,
         ),
         cache=cache,
         redis=redis,
+        hooks=hooks,
     )

@@ -90,7 +90,7 @@ class Session:
     @property
     def ref(self) -> str:
         """A short reference for logs and the audit trail."""
-        return self.key[:12]
+        return session_ref(self.key)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -133,6 +133,11 @@ class Session:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def session_ref(key: str) -> str:
+    """The short reference of the session stored under ``key`` (never enough to use it)."""
+    return key[:12]
 
 
 def session_key(raw_id: str) -> str:

@@ -37,14 +37,8 @@ async def sessions_page(request: Request, user: PageUser, bastion: BastionDep) -
 
 @router.post("/account/sessions/revoke-others")
 async def revoke_others(request: Request, user: PageUser, bastion: BastionDep) -> Response:
-    ended = await bastion.services.sessions.end_all_for_user(user.user_id, keep=user.session_id)
-    await bastion.audit.record(
-        "session.revoked",
-        user_id=user.user_id,
-        username=user.username,
-        actor_id=user.user_id,
-        ip=client_ip(request),
-        detail={"by": "owner", "count": len(ended), "scope": "others"},
+    await bastion.accounts.revoke_other_sessions(
+        user.session, ip=client_ip(request), user_agent=request.headers.get("user-agent")
     )
     return RedirectResponse("/account/sessions?done=others", status_code=303)
 
@@ -53,7 +47,7 @@ async def revoke_others(request: Request, user: PageUser, bastion: BastionDep) -
 async def revoke_one(
     session_id: str, request: Request, user: PageUser, bastion: BastionDep
 ) -> Response:
-    ended = await end_own_session(bastion, user, session_id, client_ip(request))
+    ended = await end_own_session(bastion, user, session_id, request)
     if ended.key == user.session_id:
         session_state(request.scope).end()
         return RedirectResponse("/login", status_code=303)
@@ -117,6 +111,7 @@ async def password_change(
         keep_session=user.session_id,
         actor_id=user.user_id,
         ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
     )
     # This browser goes on, under a new session id (a privilege change rotates the id).
     rotated = await services.sessions.rotate(user.session)
@@ -161,7 +156,12 @@ async def register(
         if not username or not password:
             raise UserError("user name and password are required")
         user = await services.accounts.register(
-            username, email.strip() or None, password, password_confirm, ip=client_ip(request)
+            username,
+            email.strip() or None,
+            password,
+            password_confirm,
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
         )
     except UserError as error:
         return bastion.templates.render(

@@ -55,7 +55,11 @@ async def set_active(
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="You cannot disable yourself.")
     try:
         await bastion.accounts.set_active(
-            user_id, active == "1", actor_id=admin.user_id, ip=client_ip(request)
+            user_id,
+            active == "1",
+            actor_id=admin.user_id,
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
         )
     except UserError as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such user.") from error
@@ -103,19 +107,15 @@ async def sessions_page(request: Request, admin: Admin, bastion: BastionDep) -> 
 async def revoke_session(
     session_id: str, request: Request, admin: Admin, bastion: BastionDep
 ) -> Response:
-    sessions = bastion.services.sessions
-    target = await sessions.get(session_id)
+    target = await bastion.services.sessions.get(session_id)
     if target is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such session.")
-    await sessions.end(target.key)
-    await bastion.audit.record(
-        "session.revoked",
-        user_id=target.user_id,
-        username=target.username,
+    await bastion.accounts.revoke_session(
+        target,
+        by="admin",
         actor_id=admin.user_id,
         ip=client_ip(request),
-        session_ref=target.ref,
-        detail={"by": "admin"},
+        user_agent=request.headers.get("user-agent"),
     )
     return RedirectResponse("/admin/sessions", status_code=303)
 

@@ -196,14 +196,12 @@ async def revoke(request: Request, bastion: BastionDep) -> Response:
         return oauth_error("invalid_request", str(invalid))
     session = await bastion.services.refresh_tokens.revoke(token)
     if session is not None:
-        await bastion.services.cache.invalidate_user(session.user_id)
-        await bastion.audit.record(
-            "session.revoked",
-            user_id=session.user_id,
-            username=session.username,
+        await bastion.accounts.revoke_session(
+            session,
+            by="token",
+            actor_id=None,
             ip=client_ip(request),
-            session_ref=session.ref,
-            detail={"via": "token revocation"},
+            user_agent=request.headers.get("user-agent"),
         )
     return Response(status_code=200, headers=NO_STORE)
 
@@ -253,26 +251,22 @@ async def my_sessions(user: CurrentUser, bastion: BastionDep) -> list[dict[str, 
 async def end_my_session(
     session_id: str, request: Request, user: CurrentUser, bastion: BastionDep
 ) -> Response:
-    await end_own_session(bastion, user, session_id, client_ip(request))
+    await end_own_session(bastion, user, session_id, request)
     return Response(status_code=204)
 
 
 async def end_own_session(
-    bastion: Bastion, user: Principal, session_id: str, ip: str | None
+    bastion: Bastion, user: Principal, session_id: str, request: Request
 ) -> Session:
     """End a session of ``user``; another user's (or an unknown) id is a 404."""
-    sessions = bastion.services.sessions
-    target = await sessions.get(session_id)
+    target = await bastion.services.sessions.get(session_id)
     if target is None or target.user_id != user.user_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such session")
-    await sessions.end(target.key)
-    await bastion.audit.record(
-        "session.revoked",
-        user_id=user.user_id,
-        username=user.username,
+    await bastion.accounts.revoke_session(
+        target,
+        by="owner",
         actor_id=user.user_id,
-        ip=ip,
-        session_ref=target.ref,
-        detail={"by": "owner"},
+        ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
     )
     return target

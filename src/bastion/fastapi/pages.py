@@ -98,14 +98,8 @@ async def logout(request: Request, bastion: BastionDep) -> RedirectResponse:
     state = session_state(request.scope)
     session = state.session
     if session is not None:
-        await bastion.services.sessions.end(session.key)
-        await bastion.services.cache.invalidate_user(session.user_id)
-        await bastion.audit.record(
-            "logout",
-            user_id=session.user_id,
-            username=session.username,
-            ip=client_ip(request),
-            session_ref=session.ref,
+        await bastion.accounts.sign_out(
+            session, ip=client_ip(request), user_agent=request.headers.get("user-agent")
         )
     state.end()
     return RedirectResponse("/login?done=signed-out", status_code=303)
