@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -32,12 +33,26 @@ _PLACEHOLDER_SECRET = re.compile(
 )
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$")
 _PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+MAX_SITE_NAME = 100
+# Unicode categories and bidi classes no one-line display name may hold: controls, lone
+# surrogates, line and paragraph separators, bidi embeddings, overrides and isolates.
+_NOT_ONE_LINE_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_BIDI_CONTROLS = frozenset({"LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
 
 
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+def is_one_line(text: str) -> bool:
+    """Whether ``text`` is safe as a one-line display name (a title, a mail header)."""
+    return not any(
+        unicodedata.category(char) in _NOT_ONE_LINE_CATEGORIES
+        or unicodedata.bidirectional(char) in _BIDI_CONTROLS
+        for char in text
+    )
 
 
 def parse_rate(text: str) -> tuple[int, int]:
@@ -195,6 +210,11 @@ class Settings(BaseSettings):
     max_body_size: int = Field(
         65_536, ge=1024, description="Largest request body, bytes, on auth routes (413 above)."
     )
+    site_name: str = Field(
+        "Bastion",
+        description="The site's name in every page title, the header, the error pages, "
+        "`/docs`, emails and the TOTP issuer: one line of at most 100 characters.",
+    )
 
     @field_validator("secret_key_fallbacks", "trusted_proxies", "trusted_origins", mode="before")
     @classmethod
@@ -210,6 +230,20 @@ class Settings(BaseSettings):
     @classmethod
     def _rate(cls, value: str) -> str:
         parse_rate(value)
+        return value
+
+    @field_validator("site_name")
+    @classmethod
+    def _site_name(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("site name must not be empty")
+        if len(value) > MAX_SITE_NAME:
+            raise ValueError(f"site name must be at most {MAX_SITE_NAME} characters")
+        if not is_one_line(value):
+            # It goes into titles, mail headers and otpauth URIs: no line breaks, no control
+            # or bidi-override characters that could forge a header or reorder what is shown.
+            raise ValueError("site name must not contain control characters")
         return value
 
     @field_validator("trusted_origins")
