@@ -75,6 +75,22 @@ def admin_sql(url: str, sql: str) -> None:
     asyncio.run(run())
 
 
+def empty_bastion_tables(url: str) -> None:
+    """Empty every table of Bastion's in the migrated PostgreSQL database at ``url``, ids
+    restarted, and put back the rows the migrations add (the built-in roles): as cheap a
+    fresh start as a new database, which costs about half a second."""
+    import bastion.users.models  # noqa: F401  (the user tables join the metadata)
+    from bastion.db import metadata
+    from bastion.migrations.initial_schema import BUILTIN_ROLES
+
+    roles = ", ".join(f"('{name}')" for name in BUILTIN_ROLES)
+    admin_sql(
+        url,
+        f"TRUNCATE {', '.join(metadata.tables)} RESTART IDENTITY CASCADE; "
+        f"INSERT INTO bastion_roles (name) VALUES {roles}",
+    )
+
+
 @contextmanager
 def fresh_database(server_url: str) -> Iterator[str]:
     """A new, empty database on the PostgreSQL server of ``server_url``: yields its

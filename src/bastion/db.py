@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Column, Float, LargeBinary, MetaData, String, Table, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -20,6 +20,12 @@ _THREAD_JOIN_TIMEOUT = 5.0
 
 # The async drivers Bastion ships with, by database.
 ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+# Every table of Bastion's starts with TABLE_PREFIX (its indexes and constraints too, by the
+# naming convention below), and Alembic keeps Bastion's revision in VERSION_TABLE: Bastion
+# shares a database with an application's own tables and own Alembic history.
+TABLE_PREFIX = "bastion_"
+VERSION_TABLE = "bastion_alembic_version"
 
 # Stable constraint names, so Alembic migrations are the same on SQLite and PostgreSQL.
 metadata = MetaData(
@@ -93,6 +99,28 @@ def sqlite_file(url: str) -> Path | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return Path(database).expanduser()
+
+
+def same_database(first: str | URL, second: str | URL) -> bool:
+    """Whether two URLs name one database, whatever their password, driver and options.
+
+    In-memory SQLite databases are never the same: each connection has its own.
+    """
+    one, other = make_url(first), make_url(second)
+    backend = one.get_backend_name()
+    if backend != other.get_backend_name():
+        return False
+    if backend == "sqlite":
+        one_file = sqlite_file(one.render_as_string(hide_password=False))
+        other_file = sqlite_file(other.render_as_string(hide_password=False))
+        if one_file is None or other_file is None:
+            return False
+        return one_file.resolve() == other_file.resolve()
+    return _server_database(one) == _server_database(other)
+
+
+def _server_database(url: URL) -> tuple[str, int, str | None, str | None]:
+    return (url.host or "localhost", url.port or 5432, url.database, url.username)
 
 
 def create_engine(url: str, *, timeout: float = 2.0, **kwargs: Any) -> AsyncEngine:

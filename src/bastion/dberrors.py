@@ -49,7 +49,8 @@ def explain(error: BaseException, url: str, *, timeout: float) -> str | None:
     if existing:
         return (
             f"cannot migrate: table {existing.group(1)} already exists and Bastion's "
-            "migrations did not create it; give Bastion a database of its own"
+            "migrations did not create it; Bastion's tables are named bastion_*, so rename "
+            "the application's table"
         )
     sqlstate = getattr(cause, "sqlstate", None)
     if isinstance(sqlstate, str):

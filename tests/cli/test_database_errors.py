@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bastion.db import create_engine
-from bastion.migrate import database_revision
+from bastion.migrate import database_revision, head_revision
 from bastion.settings import Settings
 from tests.cli.conftest import (
     USERS_HEADER,
@@ -93,26 +93,80 @@ def test_an_unmigrated_postgresql_database_says_to_run_db_upgrade(
     assert_handled_error(outcome, "the database is not migrated; run `bastion db upgrade`")
 
 
+# ---- an application's database -----------------------------------------------------------
+
+# An application's own tables under the names Bastion's first release used, and its own
+# Alembic history in Alembic's default version table.
+APP_SCHEMA = (
+    "CREATE TABLE users (id integer PRIMARY KEY, nickname text)",
+    "INSERT INTO users VALUES (1, 'app user')",
+    "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)",
+    "INSERT INTO alembic_version VALUES ('9c1f2e3d4b5a')",
+)
+
+
+async def _app_rows(url: str) -> list[tuple[Any, ...]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            users = await connection.execute(text("SELECT id, nickname FROM users"))
+            versions = await connection.execute(text("SELECT version_num FROM alembic_version"))
+            return [tuple(row) for row in [*users, *versions]]
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.backend("postgres")
+def test_db_upgrade_beside_an_applications_users_and_alembic_version_on_postgresql(
+    cli: Cli, fresh_postgres_url: str
+) -> None:
+    for statement in APP_SCHEMA:
+        admin_sql(fresh_postgres_url, statement)
+
+    outcome = cli.script("db", "upgrade", env={"BASTION_DATABASE_URL": fresh_postgres_url})
+
+    assert_ok(outcome)
+    assert asyncio.run(database_revision(fresh_postgres_url)) == head_revision()
+    assert asyncio.run(_app_rows(fresh_postgres_url)) == [(1, "app user"), ("9c1f2e3d4b5a",)]
+
+
+def test_db_upgrade_beside_an_applications_users_and_alembic_version_on_sqlite(
+    cli: Cli, tmp_path: Path
+) -> None:
+    app_db = tmp_path / "app.db"
+    with sqlite3.connect(app_db) as connection:
+        for statement in APP_SCHEMA:
+            connection.execute(statement)
+    connection.close()
+    url = f"sqlite+aiosqlite:///{app_db}"
+
+    outcome = cli.script("db", "upgrade", env={"BASTION_DATABASE_URL": f"sqlite:///{app_db}"})
+
+    assert_ok(outcome)
+    assert asyncio.run(database_revision(url)) == head_revision()
+    assert asyncio.run(_app_rows(url)) == [(1, "app user"), ("9c1f2e3d4b5a",)]
+
+
 # ---- a table in the way ----------------------------------------------------------------------
 
 
 @pytest.mark.backend("postgres")
-def test_an_applications_own_users_table_is_named_and_left_alone_on_postgresql(
+def test_a_table_in_the_way_is_named_and_left_alone_on_postgresql(
     cli: Cli, fresh_postgres_url: str
 ) -> None:
-    admin_sql(fresh_postgres_url, "CREATE TABLE users (id int, nickname text)")
-    admin_sql(fresh_postgres_url, "INSERT INTO users VALUES (1, 'app user')")
+    admin_sql(fresh_postgres_url, "CREATE TABLE bastion_users (id int, nickname text)")
+    admin_sql(fresh_postgres_url, "INSERT INTO bastion_users VALUES (1, 'app user')")
 
     outcome = cli.script("db", "upgrade", env={"BASTION_DATABASE_URL": fresh_postgres_url})
 
-    assert_handled_error(outcome, "cannot migrate: table users already exists")
+    assert_handled_error(outcome, "cannot migrate: table bastion_users already exists")
     assert asyncio.run(database_revision(fresh_postgres_url)) is None  # nothing half-done
 
     async def app_rows() -> list[tuple[int, str]]:
         engine = create_engine(fresh_postgres_url)
         try:
             async with engine.connect() as connection:
-                rows = await connection.execute(text("SELECT id, nickname FROM users"))
+                rows = await connection.execute(text("SELECT id, nickname FROM bastion_users"))
                 return [(row.id, row.nickname) for row in rows]
         finally:
             await engine.dispose()
@@ -120,15 +174,15 @@ def test_an_applications_own_users_table_is_named_and_left_alone_on_postgresql(
     assert asyncio.run(app_rows()) == [(1, "app user")]
 
 
-def test_an_applications_own_users_table_is_named_on_sqlite(cli: Cli, tmp_path: Path) -> None:
+def test_a_table_in_the_way_is_named_on_sqlite(cli: Cli, tmp_path: Path) -> None:
     app_db = tmp_path / "app.db"
     with sqlite3.connect(app_db) as connection:
-        connection.execute("CREATE TABLE users (id integer, nickname text)")
+        connection.execute("CREATE TABLE bastion_users (id integer, nickname text)")
     connection.close()
 
     outcome = cli.script("users", "list", env={"BASTION_DATABASE_URL": f"sqlite:///{app_db}"})
 
-    assert_handled_error(outcome, "cannot migrate: table users already exists")
+    assert_handled_error(outcome, "cannot migrate: table bastion_users already exists")
 
 
 # ---- URLs as other tools write them ------------------------------------------------------

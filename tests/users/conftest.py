@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,7 @@ from bastion.clock import FakeClock
 from bastion.db import create_engine
 from bastion.migrate import upgrade
 from bastion.users.repository import UserRepository
-from tests.conftest import admin_sql, fresh_database
-
-# Every table of bastion.db.metadata; emptied between repository tests on PostgreSQL.
-_TABLES = "audit_events, user_roles, roles, users, bastion_kv_member, bastion_kv"
+from tests.conftest import empty_bastion_tables, fresh_database
 
 
 @pytest.fixture(
@@ -30,13 +28,21 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
+@contextmanager
+def empty_database(backend: str, folder: Path) -> Iterator[str]:
+    """The URL of an empty database: ``bastion.db`` in ``folder`` (neither made yet) on
+    SQLite, a new database on the PostgreSQL server of ``backend``, dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{folder / 'bastion.db'}"
+        return
+    with fresh_database(backend) as url:
+        yield url
+
+
 @pytest.fixture
 def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """The URL of an empty database of this test's own (migration tests start from here)."""
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'data' / 'bastion.db'}"
-        return
-    with fresh_database(backend) as url:
+    with empty_database(backend, tmp_path / "data") as url:
         yield url
 
 
@@ -55,7 +61,7 @@ def migrated_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
         asyncio.run(upgrade(url))
         return url
     url = str(request.getfixturevalue("_migrated_postgres"))
-    admin_sql(url, f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
+    empty_bastion_tables(url)
     return url
 
 

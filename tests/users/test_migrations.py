@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 import bastion.users.models  # noqa: F401  (the user tables join the shared metadata)
-from bastion.db import create_engine, metadata
+from bastion.db import VERSION_TABLE, create_engine, metadata
 from bastion.exceptions import UserError
 from bastion.files import exclusive_lock
 from bastion.migrate import (
@@ -36,13 +36,13 @@ from bastion.users.models import User, username_skeleton
 from bastion.users.repository import UserRepository
 
 EXPECTED_TABLES = {
-    "alembic_version",
-    "audit_events",
+    "bastion_alembic_version",
+    "bastion_audit_events",
     "bastion_kv",
     "bastion_kv_member",
-    "roles",
-    "user_roles",
-    "users",
+    "bastion_roles",
+    "bastion_user_roles",
+    "bastion_users",
 }
 
 
@@ -60,7 +60,9 @@ def _table_names(conn: Connection) -> set[str]:
 
 
 def _schema_differences(conn: Connection) -> list[Any]:
-    context = MigrationContext.configure(conn, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
+    )
     return list(compare_metadata(context, metadata))
 
 
@@ -70,7 +72,7 @@ async def test_upgrade_from_empty_creates_every_table(database_url: str) -> None
     await upgrade(database_url)
 
     assert await _inspect(database_url, _table_names) == EXPECTED_TABLES
-    assert set(metadata.tables) == EXPECTED_TABLES - {"alembic_version"}
+    assert set(metadata.tables) == EXPECTED_TABLES - {"bastion_alembic_version"}
     assert await database_revision(database_url) == head_revision()
 
 
@@ -86,16 +88,17 @@ async def test_upgrading_twice_is_a_no_op(database_url: str) -> None:
     try:
         async with engine.begin() as conn:
             await conn.execute(
-                text("INSERT INTO roles (name) VALUES ('survivor')"),
+                text("INSERT INTO bastion_roles (name) VALUES ('survivor')"),
             )
         await upgrade(database_url)
         async with engine.connect() as conn:
-            roles = (await conn.execute(text("SELECT name FROM roles"))).scalars().all()
+            query = text("SELECT name FROM bastion_roles ORDER BY name")
+            roles = (await conn.execute(query)).scalars().all()
             revision = await conn.run_sync(current_revision)
     finally:
         await engine.dispose()
 
-    assert roles == ["survivor"]
+    assert roles == ["admin", "survivor"]
     assert revision == head_revision()
 
 
@@ -186,23 +189,26 @@ async def test_constraints_carry_the_naming_convention_names(database_url: str) 
     def names(conn: Connection) -> dict[str, Any]:
         inspector = inspect(conn)
         return {
-            "fks": {fk["name"] for fk in inspector.get_foreign_keys("user_roles")},
-            "indexes": {ix["name"] for ix in inspector.get_indexes("users")},
+            "fks": {fk["name"] for fk in inspector.get_foreign_keys("bastion_user_roles")},
+            "indexes": {ix["name"] for ix in inspector.get_indexes("bastion_users")},
         }
 
     found = await _inspect(database_url, names)
 
-    assert found["fks"] == {"fk_user_roles_user_id_users", "fk_user_roles_role_id_roles"}
+    assert found["fks"] == {
+        "fk_bastion_user_roles_user_id_bastion_users",
+        "fk_bastion_user_roles_role_id_bastion_roles",
+    }
     assert found["indexes"] == {
-        "ix_users_username_key",
-        "ix_users_email_key",
-        "ix_users_username_skeleton",
+        "ix_bastion_users_username_key",
+        "ix_bastion_users_email_key",
+        "ix_bastion_users_username_skeleton",
     }
 
 
-async def _users_at_0001(url: str, names: list[str]) -> None:
-    """A database at revision 0001 holding users ``names`` (ids 1, 2, ... in that order)."""
-    await upgrade(url, "0001")
+async def _users_at_0002(url: str, names: list[str]) -> None:
+    """A database at revision 0002 holding users ``names`` (ids 1, 2, ... in that order)."""
+    await upgrade(url, "0002")
     now = datetime.now(UTC)
     rows = [
         {
@@ -224,11 +230,11 @@ async def _users_at_0001(url: str, names: list[str]) -> None:
         await engine.dispose()
 
 
-async def test_upgrade_to_0002_keeps_look_alike_accounts_and_the_oldest_guards_the_name(
+async def test_upgrade_to_0003_keeps_look_alike_accounts_and_the_oldest_guards_the_name(
     database_url: str,
 ) -> None:
     # Made before look-alikes were refused: "admın" has a dotless i.
-    await _users_at_0001(database_url, ["admin", "bob", "adm\u0131n"])
+    await _users_at_0002(database_url, ["admin", "bob", "adm\u0131n"])
 
     await upgrade(database_url)
 
@@ -253,20 +259,21 @@ async def test_upgrade_to_0002_keeps_look_alike_accounts_and_the_oldest_guards_t
     assert younger.id == 3
 
 
-async def test_downgrade_from_0002_keeps_the_users(database_url: str) -> None:
-    await _users_at_0001(database_url, ["alice"])
+async def test_downgrade_from_0003_keeps_the_users(database_url: str) -> None:
+    await _users_at_0002(database_url, ["alice"])
     await upgrade(database_url)
 
-    await downgrade(database_url, "0001")
+    await downgrade(database_url, "0002")
 
     def columns(conn: Connection) -> set[str]:
-        return {column["name"] for column in inspect(conn).get_columns("users")}
+        return {column["name"] for column in inspect(conn).get_columns("bastion_users")}
 
     assert "username_skeleton" not in await _inspect(database_url, columns)
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
-            names = (await conn.execute(text("SELECT username FROM users"))).scalars().all()
+            query = text("SELECT username FROM bastion_users")
+            names = (await conn.execute(query)).scalars().all()
     finally:
         await engine.dispose()
     assert names == ["alice"]
@@ -277,7 +284,7 @@ async def test_downgrade_to_base_removes_every_table(database_url: str) -> None:
 
     await downgrade(database_url, "base")
 
-    assert await _inspect(database_url, _table_names) == {"alembic_version"}
+    assert await _inspect(database_url, _table_names) == {"bastion_alembic_version"}
     assert await database_revision(database_url) is None
 
 
@@ -308,7 +315,7 @@ async def test_a_new_sqlite_database_and_its_folder_are_private_to_the_owner(
     engine = create_engine(url)
     try:
         async with engine.connect() as conn:  # in WAL mode: -wal and -shm exist meanwhile
-            await conn.execute(text("SELECT count(*) FROM users"))
+            await conn.execute(text("SELECT count(*) FROM bastion_users"))
             modes = {path.name: _mode(path) for path in folder.iterdir()}
     finally:
         await engine.dispose()
@@ -380,9 +387,11 @@ def test_migration_files_ship_inside_the_package() -> None:
     assert (packaged / "script.py.mako").is_file()
     assert (packaged / "env.py").is_file()
     assert (packaged / "versions" / "0001_initial.py").is_file()
-    assert (packaged / "versions" / "0002_username_skeleton.py").is_file()
+    assert (packaged / "versions" / "0002_bastion_names.py").is_file()
+    assert (packaged / "versions" / "0003_username_skeleton.py").is_file()
+    assert (packaged / "initial_schema.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
 
 
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])

@@ -10,18 +10,30 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 from sqlalchemy.engine import Connection
 
 import bastion.users.models  # noqa: F401  (registers the user tables in the metadata)
-from bastion.db import create_engine, metadata
+from bastion.db import VERSION_TABLE, create_engine, metadata
+from bastion.users.schema import is_bastion_table
 
 config = context.config
+
+
+def _bastion_tables_only(
+    name: str | None, type_: NameFilterType, parent_names: NameFilterParentNames
+) -> bool:
+    # Autogenerate in a database shared with an application: its tables are not ours.
+    return type_ != "table" or is_bastion_table(name)
 
 
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
+        # Not Alembic's default "alembic_version": that one is the application's.
+        version_table=VERSION_TABLE,
+        include_name=_bastion_tables_only,
         compare_type=True,
         # SQLite cannot ALTER most things; batch mode rebuilds tables in later migrations.
         render_as_batch=connection.dialect.name == "sqlite",
@@ -45,6 +57,7 @@ def _offline() -> None:
     context.configure(
         url=config.get_main_option("sqlalchemy.url"),
         target_metadata=metadata,
+        version_table=VERSION_TABLE,
         literal_binds=True,
     )
     with context.begin_transaction():

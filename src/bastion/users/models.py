@@ -1,7 +1,8 @@
 """SQLAlchemy models of users, roles and the audit log, and the name normalisers.
 
 The tables live in :data:`bastion.db.metadata`, next to the SQL store's tables, so one
-migration history (``bastion/migrations``) covers the whole database.
+migration history (``bastion/migrations``) covers them all. Every name starts with
+``bastion_``, so they share a database with an application's own tables.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
-    __tablename__ = "users"
+    __tablename__ = "bastion_users"
     # SQLite AUTOINCREMENT: never hand a deleted user's id to a new user, since sessions,
     # tokens and audit rows refer to users by id. PostgreSQL sequences never reuse ids.
     __table_args__ = ({"sqlite_autoincrement": True},)
@@ -82,7 +83,7 @@ class User(Base):
     username_key: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH), unique=True, index=True)
     # Digest of the UTS #39 skeleton of username_key: unique, so no two accounts look alike.
     # NULL only for accounts that already looked like an older one when the column came
-    # (migration 0002); the older account keeps the digest and so still blocks new look-alikes.
+    # (migration 0003); the older account keeps the digest and so still blocks new look-alikes.
     username_skeleton: Mapped[str | None] = mapped_column(
         String(SKELETON_DIGEST_LENGTH), unique=True, index=True
     )
@@ -95,42 +96,42 @@ class User(Base):
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     roles: Mapped[set[Role]] = relationship(
-        secondary="user_roles", collection_class=set, passive_deletes=True
+        secondary="bastion_user_roles", collection_class=set, passive_deletes=True
     )
 
 
 class Role(Base):
-    __tablename__ = "roles"
+    __tablename__ = "bastion_roles"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(ROLE_MAX_LENGTH), unique=True, index=True)
 
 
 class UserRole(Base):
-    __tablename__ = "user_roles"
+    __tablename__ = "bastion_user_roles"
 
     user_id: Mapped[int] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+        ForeignKey("bastion_users.id", ondelete="CASCADE"), primary_key=True
     )
     # Indexed so deleting a role does not scan the whole table (the PK leads with user_id).
     role_id: Mapped[int] = mapped_column(
-        ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True, index=True
+        ForeignKey("bastion_roles.id", ondelete="CASCADE"), primary_key=True, index=True
     )
 
 
 class AuditEvent(Base):
-    __tablename__ = "audit_events"
+    __tablename__ = "bastion_audit_events"
 
     id: Mapped[int] = mapped_column(AuditId, primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     event: Mapped[str] = mapped_column(String(EVENT_MAX_LENGTH))
     # SET NULL: the trail outlives the account; `username` still says who it was.
     user_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
+        ForeignKey("bastion_users.id", ondelete="SET NULL"), index=True
     )
     username: Mapped[str | None] = mapped_column(String(AUDIT_USERNAME_MAX_LENGTH))
     actor_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
+        ForeignKey("bastion_users.id", ondelete="SET NULL"), index=True
     )
     ip: Mapped[str | None] = mapped_column(String(IP_MAX_LENGTH))
     user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH))

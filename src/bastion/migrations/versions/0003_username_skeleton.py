@@ -1,7 +1,7 @@
-"""Look-alike user names: ``users.username_skeleton``, unique.
+"""Look-alike user names: ``bastion_users.username_skeleton``, unique.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2025-06-01
 
 Each user gets the digest of the UTS #39 skeleton of its name key (see
@@ -20,13 +20,13 @@ from alembic import op
 
 from bastion.users.models import username_skeleton
 
-revision: str = "0002"
-down_revision: str | Sequence[str] | None = "0001"
+revision: str = "0003"
+down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _users = sa.table(
-    "users",
+    "bastion_users",
     sa.column("id", sa.Integer()),
     sa.column("username_key", sa.String(150)),
     sa.column("username_skeleton", sa.String(64)),
@@ -34,7 +34,7 @@ _users = sa.table(
 
 
 def upgrade() -> None:
-    op.add_column("users", sa.Column("username_skeleton", sa.String(64), nullable=True))
+    op.add_column("bastion_users", sa.Column("username_skeleton", sa.String(64), nullable=True))
     connection = op.get_bind()
     taken: set[str] = set()
     rows = connection.execute(sa.select(_users.c.id, _users.c.username_key).order_by(_users.c.id))
@@ -51,11 +51,16 @@ def upgrade() -> None:
             .values(username_skeleton=sa.bindparam("digest")),
             updates,
         )
-    op.create_index(op.f("ix_users_username_skeleton"), "users", ["username_skeleton"], unique=True)
+    op.create_index(
+        op.f("ix_bastion_users_username_skeleton"),
+        "bastion_users",
+        ["username_skeleton"],
+        unique=True,
+    )
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_users_username_skeleton"), table_name="users")
+    op.drop_index(op.f("ix_bastion_users_username_skeleton"), table_name="bastion_users")
     # A plain ALTER TABLE (SQLite 3.35+): batch mode would rebuild the table from its
     # reflection and lose SQLite's AUTOINCREMENT.
-    op.drop_column("users", "username_skeleton")
+    op.drop_column("bastion_users", "username_skeleton")

@@ -1,0 +1,1 @@
+"""Bastion's Alembic migrations (``env.py``, ``versions/``) and the schema they share."""
