@@ -6,6 +6,12 @@ counts. CSRF is decided apart from this (:class:`bastion.asgi.csrf.CSRFMiddlewar
 a request with a Bearer header and none of Bastion's cookies skips it; one that carries a
 Bastion cookie needs a CSRF token whatever else it carries, so browser code using bearer
 tokens sends them without cookies (``credentials: "omit"``) or adds ``X-CSRF-Token``.
+
+What an anonymous caller gets depends on the dependency: ``CurrentUser`` (APIs) answers
+401; ``SignedInUser`` (the application's routes that browsers visit) sends a browser's
+navigation to the sign-in page and answers 401 to everything else (see
+:func:`is_browser_navigation`); Bastion's own pages (``PageUser``) are HTML only, read
+the session cookie only and always send the visitor to sign in.
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ D = TypeVar("D")
 # endpoint's dependency graph: explicit, so that no dependency is recognised by its name.
 PRINCIPAL_MARK = "__bastion_principal__"
 NO_IDENTITY_MARK = "__bastion_reads_no_identity__"
+# How a browser-facing dependency chose to answer this request: "page" (a browser's
+# navigation) or "json" (an API client). The error handlers read it, so the route's 401,
+# 403 and later errors take the same form as that choice.
+ANSWER_KEY = "bastion.answer"
 
 
 def principal_dependency(dependency: D) -> D:
@@ -87,6 +97,73 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
+def prefers_html(accept: str | None) -> bool:
+    """Whether an ``Accept`` header ranks ``text/html`` above ``application/json`` (by the
+    q-value of the most specific range matching each, RFC 9110 section 12.5.1). Browsers
+    loading a page do; ``fetch``, ``curl`` and API clients send ``*/*``, JSON or nothing,
+    which rank both the same or JSON first."""
+    if not accept:
+        return False
+    ranges = _media_ranges(accept)
+    html = _quality(ranges, "text", "html")
+    return html > 0 and html > _quality(ranges, "application", "json")
+
+
+def _media_ranges(accept: str) -> list[tuple[str, str, float]]:
+    ranges = []
+    for item in accept.split(","):
+        media, *params = item.split(";")
+        kind, _, subtype = media.strip().lower().partition("/")
+        if not kind or not subtype:
+            continue
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0
+                if not 0.0 <= quality <= 1.0:  # also NaN
+                    quality = 0.0
+        ranges.append((kind, subtype, quality))
+    return ranges
+
+
+def _quality(ranges: list[tuple[str, str, float]], kind: str, subtype: str) -> float:
+    best, quality = -1, 0.0
+    for range_kind, range_subtype, range_quality in ranges:
+        if (range_kind, range_subtype) == (kind, subtype):
+            specificity = 2
+        elif (range_kind, range_subtype) == (kind, "*"):
+            specificity = 1
+        elif (range_kind, range_subtype) == ("*", "*"):
+            specificity = 0
+        else:
+            continue
+        if specificity > best:
+            best, quality = specificity, range_quality
+    return quality
+
+
+def is_browser_navigation(request: Request) -> bool:
+    """Whether an anonymous caller is better sent to the sign-in page than answered 401:
+    a browser loading a page (``Accept`` prefers HTML to JSON). A request with an
+    ``Authorization`` header is an API client whatever it accepts: its token decides."""
+    if "authorization" in request.headers:
+        return False
+    return prefers_html(", ".join(request.headers.getlist("accept")))
+
+
+def requested_path(request: Request) -> str:
+    """Where to come back after signing in: the path and query as the client sent them
+    (percent-encoded; the login page keeps it only if it is a same-origin path)."""
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else request.url.path
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return f"{path}?{query}" if query else path
+
+
 def principal_from_session(session: Session | None, via: str = "session") -> Principal | None:
     if session is None:
         return None
@@ -141,47 +218,76 @@ async def _authenticate(request: Request) -> Principal | None:
 class _Authentication(OAuth2PasswordBearer):
     """The credential check as a single dependency. Being an OAuth2 security scheme, it
     also declares the password flow in OpenAPI (so "Authorize" in /docs works) without a
-    second dependency to solve on every request."""
+    second dependency to solve on every request.
 
-    def __init__(self, *, required: bool) -> None:
+    ``required``: an anonymous caller is refused (else the dependency gives None).
+    ``browser``: the refusal is chosen per request, a browser's navigation is sent to
+    sign in and anything else gets the 401 (see :func:`is_browser_navigation`).
+    """
+
+    def __init__(self, *, required: bool, browser: bool = False) -> None:
         super().__init__(tokenUrl=TOKEN_URL, auto_error=False, scheme_name="OAuth2Password")
         self.required = required
+        self.browser = browser
 
     async def __call__(self, request: Request) -> Principal | None:  # type: ignore[override]
+        navigation = False
+        if self.browser:
+            navigation = is_browser_navigation(request)
+            request.scope[ANSWER_KEY] = "page" if navigation else "json"
         principal = await _authenticate(request)
         if principal is None and self.required:
+            if navigation:
+                raise LoginRequired(requested_path(request))
             raise _unauthorized()
         return principal
 
 
 optional_user = _Authentication(required=False)
 current_user = _Authentication(required=True)
+signed_in_user = _Authentication(required=True, browser=True)
 
 
 @principal_dependency
 async def page_user(request: Request) -> Principal:
-    """The signed-in user of a page; anonymous visitors are sent to the login page."""
+    """The signed-in user of one of Bastion's own pages. They are HTML only and, as the
+    contract says, authenticated by the session cookie alone (their forms and navigation
+    come from it), so every anonymous visitor is sent to the login page."""
     principal = principal_from_session(session_state(request.scope).session)
     if principal is None:
-        path = request.url.path
-        if request.url.query:
-            path += "?" + request.url.query
-        raise LoginRequired(path)
+        raise LoginRequired(requested_path(request))
     return principal
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
+"""The signed-in user of an API route (bearer token or session cookie); 401 otherwise."""
 OptionalUser = Annotated[Principal | None, Depends(optional_user)]
+"""The signed-in user, or None for an anonymous caller."""
+SignedInUser = Annotated[Principal, Depends(signed_in_user)]
+"""The signed-in user of a route that browsers visit: an anonymous browser loading the
+page is sent (303) to ``/login?next=<path>``; API clients, ``fetch`` and ``*/*`` get 401
+with ``WWW-Authenticate: Bearer``. Errors of such a route answer in the same form."""
 PageUser = Annotated[Principal, Depends(page_user)]
 
 
-def require_role(role: str, *, page: bool = False) -> Callable[[Request], Awaitable[Principal]]:
-    """A dependency that admits only users holding ``role`` (403 for the others)."""
+def require_role(
+    role: str, *, browser: bool = False, page: bool = False
+) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency that admits only users holding ``role``: 403 for the others.
+
+    By default it authenticates like ``CurrentUser`` (APIs). ``browser=True`` is for routes
+    that browsers visit and authenticates like ``SignedInUser``: anonymous browsers are
+    sent to sign in, and the 403 is a page for a browser, JSON for an API client.
+    ``page=True`` is for Bastion's own pages (like ``PageUser``).
+    """
+    if browser and page:
+        raise ValueError("require_role: choose browser=True or page=True, not both")
+    authenticate: Callable[[Request], Awaitable[Principal | None]]
+    authenticate = page_user if page else signed_in_user if browser else current_user
 
     async def dependency(request: Request) -> Principal:
-        found = await (page_user(request) if page else current_user(request))
-        assert found is not None  # current_user raises instead of returning None
-        principal = found
+        principal = await authenticate(request)
+        assert principal is not None  # required: they raise instead of returning None
         if not principal.has_role(role):
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="You may not do this.")
         return principal

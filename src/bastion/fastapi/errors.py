@@ -16,11 +16,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import Scope
 
-from bastion.asgi.headers import CSP_NONCE_KEY, security_headers
+from bastion.asgi.headers import CSP_NONCE_KEY, CSP_SOURCES_KEY, security_headers
 from bastion.asgi.sessions import session_state
 from bastion.csrf import mask_token
 from bastion.exceptions import RateLimited, StoreUnavailable
-from bastion.fastapi.dependencies import LoginRequired, principal_from_session
+from bastion.fastapi.dependencies import ANSWER_KEY, LoginRequired, principal_from_session
 from bastion.ratelimit import describe_wait
 from bastion.redirects import login_url
 from bastion.sessions import Session
@@ -54,6 +54,10 @@ def throttled_message(retry_after: int) -> str:
 
 
 def wants_json(scope: Scope) -> bool:
+    # A browser-facing dependency (SignedInUser, require_role(..., browser=True)) has
+    # already chosen the form of this route's answers.
+    if (answer := scope.get(ANSWER_KEY)) is not None:
+        return bool(answer == "json")
     if scope.get("path", "").startswith(JSON_PREFIXES):
         return True
     accept = Headers(scope=scope).get("accept", "")
@@ -155,7 +159,8 @@ def register_error_handlers(app: FastAPI, renderer: ErrorRenderer) -> None:
         bastion = getattr(request.app.state, "bastion", None)
         hsts = bool(bastion is not None and bastion.settings.is_production)
         nonce = request.scope.get(CSP_NONCE_KEY) or secrets.token_urlsafe(16)
-        for name, value in security_headers(nonce, hsts=hsts).items():
+        sources = request.scope.get(CSP_SOURCES_KEY)
+        for name, value in security_headers(nonce, hsts=hsts, csp_sources=sources).items():
             response.headers.setdefault(name, value)
         return response
 
