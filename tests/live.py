@@ -42,13 +42,15 @@ def server_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[s
 
 
 @contextmanager
-def live_server(data_dir: Path, extra: Mapping[str, str] | None = None) -> Iterator[LiveServer]:
+def live_server(
+    data_dir: Path, extra: Mapping[str, str] | None = None, *, app: str | None = None
+) -> Iterator[LiveServer]:
+    """``bastion serve`` on a free port: the reference app, or ``app`` (``MODULE:ATTR``)."""
     env = server_env(data_dir, extra)
     port = free_port()
     log = open(data_dir.parent / f"serve-{port}.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [BASTION, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    command = [BASTION, "serve", "--port", str(port), *(["--app", app] if app else [])]
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
