@@ -46,6 +46,13 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def second_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """Another empty database, on the same server as ``database_url``."""
+    with empty_database(backend, tmp_path / "second") as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def _migrated_postgres(postgres_url: str) -> Iterator[str]:
     # One migrated database for all repository tests; creating one per test costs ~0.5 s.
