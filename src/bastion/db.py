@@ -102,7 +102,7 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def same_database(first: str | URL, second: str | URL) -> bool:
-    """Whether two URLs name one database, whatever their password, driver and options.
+    """Whether two URLs name one database, whatever their user, driver and options.
 
     In-memory SQLite databases are never the same: each connection has its own.
     """
@@ -119,8 +119,9 @@ def same_database(first: str | URL, second: str | URL) -> bool:
     return _server_database(one) == _server_database(other)
 
 
-def _server_database(url: URL) -> tuple[str, int, str | None, str | None]:
-    return (url.host or "localhost", url.port or 5432, url.database, url.username)
+def _server_database(url: URL) -> tuple[str, int, str | None]:
+    # Not the user: the application may sign in with another role than the migrations.
+    return (url.host or "localhost", url.port or 5432, url.database)
 
 
 def create_engine(url: str, *, timeout: float = 2.0, **kwargs: Any) -> AsyncEngine:

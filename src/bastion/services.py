@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -17,7 +18,8 @@ from bastion.audit import AuditTrail
 from bastion.auth import Authenticator
 from bastion.cache import Cache
 from bastion.clock import Clock, system_clock
-from bastion.db import create_engine
+from bastion.db import create_engine, same_database
+from bastion.exceptions import ConfigError
 from bastion.files import make_private_dir
 from bastion.hooks import Hooks
 from bastion.keys import KeyRing
@@ -58,6 +60,9 @@ class Services:
     cache: Cache
     redis: Any | None = None
     hooks: Hooks = field(default_factory=Hooks)
+    # False for the application's own engine (``open_services(engine=...)``): its pool is
+    # the application's to close.
+    owns_engine: bool = True
 
     async def aclose(self) -> None:
         # Hooks still running may use the stores and the database: they finish first.
@@ -66,7 +71,8 @@ class Services:
             await store.aclose()
         if self.redis is not None:
             await self.redis.aclose()
-        await self.engine.dispose()
+        if self.owns_engine:
+            await self.engine.dispose()
 
 
 def session_policy(settings: Settings) -> SessionPolicy:
@@ -102,14 +108,24 @@ async def open_services(
     clock: Clock = system_clock,
     passwords: Passwords | None = None,
     hooks: Hooks | None = None,
+    engine: AsyncEngine | None = None,
 ) -> Services:
     """Connect to the database and stores named by ``settings``; ``hooks`` are the
-    application's (the CLI has none)."""
+    application's (the CLI has none).
+
+    ``engine`` is the application's own engine, to share its pool: it must be the
+    database of ``BASTION_DATABASE_URL`` (which ``bastion db upgrade`` and the CLI use),
+    and it stays open after :meth:`Services.aclose`.
+    """
     hooks = hooks or Hooks()
     settings.check_startup()
     if is_embedded(settings):
         make_private_dir(settings.data_dir)
-    engine = create_engine(settings.resolved_database_url, timeout=settings.store_timeout)
+    owns_engine = engine is None
+    if engine is None:
+        engine = create_engine(settings.resolved_database_url, timeout=settings.store_timeout)
+    else:
+        await check_shared_engine(engine, settings.resolved_database_url)
     redis = (
         create_redis_client(settings.redis_url, timeout=settings.store_timeout)
         if settings.redis_url
@@ -203,4 +219,26 @@ async def open_services(
         cache=cache,
         redis=redis,
         hooks=hooks,
+        owns_engine=owns_engine,
     )
+
+
+async def check_shared_engine(engine: AsyncEngine, database_url: str) -> None:
+    """Refuse an application's engine that Bastion cannot use as its own: one on another
+    database than ``database_url`` (Bastion would read tables that its migrations never
+    made), or a SQLite engine that leaves foreign keys off (deleting a user would leave
+    its role links and audit references behind)."""
+    if not same_database(engine.url, database_url):
+        raise ConfigError(
+            "the engine given to Bastion is not on the database of BASTION_DATABASE_URL; "
+            "set BASTION_DATABASE_URL to the engine's database (`bastion db upgrade` and "
+            "the CLI use it)"
+        )
+    if engine.dialect.name == "sqlite":
+        async with engine.connect() as connection:
+            enforced = await connection.scalar(text("PRAGMA foreign_keys"))
+        if not enforced:
+            raise ConfigError(
+                "the SQLite engine given to Bastion leaves foreign keys off: make it with "
+                "bastion.db.create_engine, or run PRAGMA foreign_keys=ON on each connect"
+            )
