@@ -21,14 +21,14 @@ def _is_route(route: BaseRoute, path: str) -> bool:
     return getattr(route, "path", None) == path
 
 
-def docs_page(title: str, openapi_url: str) -> str:
+def docs_page(site_name: str, openapi_url: str) -> str:
     return f"""<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <meta name="referrer" content="same-origin">
-  <title>{escape(title)} - API docs</title>
+  <title>API docs · {escape(site_name)}</title>
   <link rel="icon" href="{FAVICON}" type="image/svg+xml">
   <link rel="stylesheet" href="{SWAGGER_ASSETS}/swagger-ui.css">
 </head>
@@ -40,8 +40,9 @@ def docs_page(title: str, openapi_url: str) -> str:
 </html>"""
 
 
-def install_docs(app: FastAPI) -> None:
-    """Replace FastAPI's CDN-based Swagger UI (and ReDoc) with a local one at ``docs_url``."""
+def install_docs(app: FastAPI, site_name: str) -> None:
+    """Replace FastAPI's CDN-based Swagger UI (and ReDoc) with a local one at ``docs_url``,
+    titled like every other page (``BASTION_SITE_NAME``)."""
     docs_url, openapi_url = app.docs_url, app.openapi_url
     removed = {p for p in (docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p}
     app.router.routes[:] = [
@@ -49,7 +50,7 @@ def install_docs(app: FastAPI) -> None:
     ]
     if not docs_url or not openapi_url:
         return
-    page = docs_page(app.title, openapi_url)
+    page = docs_page(site_name, openapi_url)
 
     async def docs() -> HTMLResponse:
         return HTMLResponse(page)

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.routing import APIRoute
-from starlette.routing import Match
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.routing import BaseRoute, Match
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Scope
 
 from bastion.accounts import Accounts
 from bastion.asgi.csrf import CSRFMiddleware
-from bastion.asgi.headers import SecurityHeadersMiddleware
+from bastion.asgi.headers import CSPAdditions, SecurityHeadersMiddleware
 from bastion.asgi.limits import BodyLimitMiddleware, HeaderLimitMiddleware
 from bastion.asgi.proxy import ProxyHeadersMiddleware
 from bastion.asgi.sessions import CookiePolicy, SessionMiddleware
@@ -33,6 +34,7 @@ from bastion.fastapi.dependencies import (
 from bastion.fastapi.errors import ErrorRenderer, register_error_handlers
 from bastion.fastapi.route_group import RouteGroup
 from bastion.fastapi.templating import Templates
+from bastion.hooks import Channel, Hooks
 from bastion.services import Services, migrate_embedded, open_services
 from bastion.sessions import Session, SessionKind, SessionManager
 from bastion.settings import Settings
@@ -58,15 +60,24 @@ PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 class Bastion:
     """Bastion's state inside one application: settings, services, renderers."""
 
-    def __init__(self, settings: Settings, *, templates_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        templates_dir: str | Path | None = None,
+        hooks: Hooks | None = None,
+        engine: AsyncEngine | None = None,
+    ) -> None:
         self.settings = settings
+        self.hooks = hooks or Hooks()
+        self.engine = engine  # the application's, shared; None: Bastion opens its own
         self.cookies = CookiePolicy.for_environment(settings.is_production)
         self.presession_signer = Signer(
             settings.secret_bytes(),
             settings.fallback_secret_bytes(),
             purpose="bastion.presession",
         )
-        self.templates = Templates(templates_dir)
+        self.templates = Templates(templates_dir, site_name=settings.site_name)
         self.errors = ErrorRenderer(self.templates)
         self._services: Services | None = None
         self._starting = asyncio.Lock()
@@ -85,7 +96,9 @@ class Bastion:
             if self._services is not None:
                 return
             await migrate_embedded(self.settings)
-            self._services = await open_services(self.settings)
+            self._services = await open_services(
+                self.settings, hooks=self.hooks, engine=self.engine
+            )
 
     async def shutdown(self) -> None:
         if self._services is not None:
@@ -119,10 +132,11 @@ class Bastion:
         kind: SessionKind = "browser",
         remember: bool = False,
         replaces: str | None = None,
-        channel: str | None = None,
+        channel: Channel | None = None,
+        method: str = "password",
     ) -> tuple[str, Session]:
         """A new session for ``user`` signed in by ``request``; with ``channel``, the sign-in
-        is also recorded as ``login.success``."""
+        (by ``method``) is also recorded as ``login.success`` and reaches the hooks."""
         ip = client_ip(request)
         user_agent = request.headers.get("user-agent")
         raw_id, session = await self.services.sessions.create(
@@ -137,18 +151,7 @@ class Bastion:
             replaces=replaces,
         )
         if channel is not None:
-            detail: dict[str, object] = {"channel": channel}
-            if kind == "browser":
-                detail["remember"] = remember
-            await self.audit.record(
-                "login.success",
-                user_id=user.id,
-                username=user.username,
-                ip=ip,
-                user_agent=user_agent,
-                session_ref=session.ref,
-                detail=detail,
-            )
+            await self.accounts.signed_in(user, session, channel=channel, method=method)
         return raw_id, session
 
     @property
@@ -171,6 +174,15 @@ def _prefixed(prefixes: tuple[str, ...]) -> Callable[[str], bool]:
     return lambda path: path.startswith(prefixes)
 
 
+def _matched_by(routes: list[BaseRoute]) -> Callable[[Scope], bool]:
+    """Whether one of ``routes`` answers this request (or would answer 405)."""
+
+    def check(scope: Scope) -> bool:
+        return any(route.matches(scope)[0] != Match.NONE for route in routes)
+
+    return check
+
+
 def _unhandled(app: FastAPI) -> Callable[[Scope], bool]:
     """Whether no route of ``app`` would run an endpoint for this request: the router will
     answer 404, or 405 for a method the route does not support (contract: never a 403)."""
@@ -187,14 +199,30 @@ def install(
     *,
     templates_dir: str | Path | None = None,
     pages: bool = True,
+    hooks: Hooks | None = None,
+    csp_additions: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+    engine: AsyncEngine | None = None,
 ) -> Bastion:
     """Add sessions, CSRF, security headers, error pages and Bastion's routes to ``app``.
 
+    ``templates_dir`` is the application's template folder (its files replace Bastion's of
+    the same name, see docs/templates.md); ``hooks`` its lifecycle hooks (docs/hooks.md).
+    ``csp_additions`` adds sources to the Content-Security-Policy of the application's
+    own paths under a prefix, ``{"/reports": {"img-src": ["https://charts.example"]}}``
+    (checked here: see :class:`bastion.asgi.headers.CSPAdditions`); Bastion's own routes
+    keep their policy whatever the prefix. ``engine`` is the application's own
+    ``AsyncEngine`` on the database of ``BASTION_DATABASE_URL``, for one pool (Bastion
+    never disposes it; docs/existing-app.md).
     Returns the :class:`Bastion` object (also at ``app.state.bastion``).
     """
     settings = settings or Settings()
     settings.check_startup()
-    bastion = Bastion(settings, templates_dir=templates_dir)
+    additions = CSPAdditions(csp_additions)
+    # The routes themselves, not their ids: a route Bastion removes (FastAPI's /docs) could
+    # leave its id to one it adds.
+    routes_before = list(app.router.routes)
+    bastion_routes: list[BaseRoute] = []  # filled once Bastion's routes are in
+    bastion = Bastion(settings, templates_dir=templates_dir, hooks=hooks, engine=engine)
     app.state.bastion = bastion
 
     async def on_error(scope: Scope, status: int, message: str) -> ASGIApp:
@@ -226,7 +254,12 @@ def install(
         ProxyHeadersMiddleware, trusted=settings.trusted_proxies, header=settings.proxy_header
     )
     app.add_middleware(HeaderLimitMiddleware, max_bytes=MAX_HEADER_BYTES, on_error=on_error)
-    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.is_production)
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        hsts=settings.is_production,
+        csp_additions=additions,
+        keeps_own_csp=_matched_by(bastion_routes),
+    )
 
     register_error_handlers(app, bastion.errors)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="bastion-static")
@@ -237,7 +270,7 @@ def install(
     from bastion.fastapi.wellknown import router as wellknown_router
 
     _add_routes(app, health_router, wellknown_router, api_router)
-    install_docs(app)
+    install_docs(app, settings.site_name)
     if pages:
         from bastion.fastapi.account import router as account_router
         from bastion.fastapi.admin import router as admin_router
@@ -245,6 +278,7 @@ def install(
 
         pages_routes = [*pages_router.routes, *account_router.routes, *admin_router.routes]
         app.router.routes.append(RouteGroup([r for r in pages_routes if isinstance(r, APIRoute)]))
+    bastion_routes.extend(r for r in app.router.routes if all(r is not b for b in routes_before))
 
     _wrap_lifespan(app, bastion)
     return bastion
