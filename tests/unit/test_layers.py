@@ -12,7 +12,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "bastion"
 CORE = [
     "accounts", "audit", "auth", "cache", "checks", "clock", "csrf", "db", "devices",
-    "exceptions", "keys", "migrate", "passwords", "policy", "ratelimit", "redirects",
+    "exceptions", "hooks", "keys", "migrate", "passwords", "policy", "ratelimit", "redirects",
     "refresh", "services", "sessions", "settings", "signing", "tokens",
     "stores.base", "stores.memory", "stores.sql", "stores.redis",
     "users.models", "users.repository",
