@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -184,8 +185,8 @@ class Hooks:
     _running: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not self.timeout > 0:
-            raise ConfigError("Hooks.timeout must be a positive number of seconds")
+        if not (self.timeout > 0 and math.isfinite(self.timeout)):
+            raise ConfigError("Hooks.timeout must be a positive, finite number of seconds")
         for name in _HOOK_OF.values():
             hook = getattr(self, name)
             if hook is not None and not _is_async(hook):

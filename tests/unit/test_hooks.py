@@ -45,7 +45,7 @@ async def test_an_async_callable_object_or_partial_is_a_hook() -> None:
     assert seen == [("object", EVENT), ("partial", EVENT)]
 
 
-@pytest.mark.parametrize("timeout", [0, -1.0, float("nan")])
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf")])
 def test_the_timeout_must_be_positive(timeout: float) -> None:
     with pytest.raises(ConfigError, match="timeout"):
         Hooks(timeout=timeout)
