@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Connection
 
+import bastion.users.models  # noqa: F401  (the user tables join the shared metadata)
 from bastion.clock import FakeClock
-from bastion.db import create_engine
+from bastion.db import VERSION_TABLE, create_engine, metadata, sqlite_file
 from bastion.migrate import upgrade
 from bastion.users.repository import UserRepository
 from tests.conftest import empty_bastion_tables, fresh_database
+
+T = TypeVar("T")
 
 
 @pytest.fixture(
@@ -26,6 +33,32 @@ def backend(request: pytest.FixtureRequest) -> str:
         return "sqlite"
     # Resolved here, in a plain fixture: `postgres_url` runs its own event loop.
     return str(request.getfixturevalue("postgres_url"))
+
+
+async def on_connection(url: str, fn: Callable[[Connection], T]) -> T:
+    """``fn(connection)`` on a connection to the database at ``url`` (to inspect it)."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(fn)
+    finally:
+        await engine.dispose()
+
+
+def schema_differences(conn: Connection) -> list[Any]:
+    """What Alembic's autogenerate finds between the database and Bastion's models."""
+    context = MigrationContext.configure(
+        conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
+    )
+    return list(compare_metadata(context, metadata))
+
+
+def make_sqlite_folder(url: str) -> None:
+    """The folder of a SQLite database file, made before an engine opens it (an upgrade
+    makes it itself)."""
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from bastion.db import create_engine
 from bastion.migrate import database_revision, head_revision, upgrade
 from bastion.users.models import UTCDateTime
 from bastion.users.repository import UserRepository
-from tests.users.test_migrations import _schema_differences
+from tests.users.conftest import make_sqlite_folder, on_connection, schema_differences
 
 HASH = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
 AT = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
@@ -91,8 +91,7 @@ async def _first_release_database(url: str, roles: list[str]) -> None:
     """The first release's schema at ``url``, with rows in every table: users alice (1)
     and bob (2) (carol, 3, was deleted: no id below 4 is free), ``roles``, and
     alice's sign-in in the audit log, next to bob's disabling by alice."""
-    if url.startswith("sqlite"):
-        Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+    make_sqlite_folder(url)
     dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
     sql = (Path(__file__).parent / f"legacy_0001_{dialect}.sql").read_text()
     body = "\n".join(line for line in sql.splitlines() if not line.startswith("--"))
@@ -239,7 +238,7 @@ async def test_a_first_release_revision_moves_to_bastions_version_table(
     def tables(conn: Connection) -> set[str]:
         return set(inspect(conn).get_table_names())
 
-    found = await _run(database_url, tables)
+    found = await on_connection(database_url, tables)
     assert "alembic_version" not in found  # it held only Bastion's row: Bastion's, gone
     assert not found & {"users", "roles", "user_roles", "audit_events"}
     assert await database_revision(database_url) == head_revision()
@@ -253,8 +252,10 @@ async def test_an_upgraded_first_release_database_has_the_schema_of_a_new_one(
     await upgrade(database_url)
     await upgrade(second_database_url)
 
-    assert await _run(database_url, _schema) == await _run(second_database_url, _schema)
-    assert await _run(database_url, _schema_differences) == []
+    assert await on_connection(database_url, _schema) == await on_connection(
+        second_database_url, _schema
+    )
+    assert await on_connection(database_url, schema_differences) == []
 
 
 async def test_the_application_can_take_the_first_releases_names_after_the_upgrade(
@@ -270,15 +271,6 @@ async def test_the_application_can_take_the_first_releases_names_after_the_upgra
             await conn.execute(text(f"CREATE TABLE users (id {serial}, nickname TEXT)"))
             await conn.execute(text("CREATE TABLE roles (id INTEGER PRIMARY KEY)"))
             await conn.execute(text("INSERT INTO users (nickname) VALUES ('app user')"))
-    finally:
-        await engine.dispose()
-
-
-async def _run(url: str, fn: Any) -> Any:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await conn.run_sync(fn)
     finally:
         await engine.dispose()
 

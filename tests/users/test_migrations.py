@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 import bastion.users.models  # noqa: F401  (the user tables join the shared metadata)
-from bastion.db import VERSION_TABLE, create_engine, metadata
+from bastion.db import create_engine, metadata
 from bastion.exceptions import UserError
 from bastion.files import exclusive_lock
 from bastion.migrate import (
@@ -34,6 +32,7 @@ from bastion.migrate import (
 )
 from bastion.users.models import User, username_skeleton
 from bastion.users.repository import UserRepository
+from tests.users.conftest import on_connection, schema_differences
 
 EXPECTED_TABLES = {
     "bastion_alembic_version",
@@ -46,24 +45,8 @@ EXPECTED_TABLES = {
 }
 
 
-async def _inspect(url: str, fn: Any) -> Any:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await conn.run_sync(fn)
-    finally:
-        await engine.dispose()
-
-
 def _table_names(conn: Connection) -> set[str]:
     return set(inspect(conn).get_table_names())
-
-
-def _schema_differences(conn: Connection) -> list[Any]:
-    context = MigrationContext.configure(
-        conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
-    )
-    return list(compare_metadata(context, metadata))
 
 
 async def test_upgrade_from_empty_creates_every_table(database_url: str) -> None:
@@ -71,7 +54,7 @@ async def test_upgrade_from_empty_creates_every_table(database_url: str) -> None
 
     await upgrade(database_url)
 
-    assert await _inspect(database_url, _table_names) == EXPECTED_TABLES
+    assert await on_connection(database_url, _table_names) == EXPECTED_TABLES
     assert set(metadata.tables) == EXPECTED_TABLES - {"bastion_alembic_version"}
     assert await database_revision(database_url) == head_revision()
 
@@ -79,7 +62,7 @@ async def test_upgrade_from_empty_creates_every_table(database_url: str) -> None
 async def test_migrated_schema_matches_the_models(database_url: str) -> None:
     await upgrade(database_url)
 
-    assert await _inspect(database_url, _schema_differences) == []
+    assert await on_connection(database_url, schema_differences) == []
 
 
 async def test_upgrading_twice_is_a_no_op(database_url: str) -> None:
@@ -106,7 +89,7 @@ async def test_concurrent_upgrades_wait_for_each_other(database_url: str) -> Non
     await asyncio.gather(*(upgrade(database_url) for _ in range(3)))
 
     assert await database_revision(database_url) == head_revision()
-    assert await _inspect(database_url, _schema_differences) == []
+    assert await on_connection(database_url, schema_differences) == []
 
 
 async def test_a_start_waits_for_the_process_already_migrating_a_fresh_sqlite_file(
@@ -193,7 +176,7 @@ async def test_constraints_carry_the_naming_convention_names(database_url: str) 
             "indexes": {ix["name"] for ix in inspector.get_indexes("bastion_users")},
         }
 
-    found = await _inspect(database_url, names)
+    found = await on_connection(database_url, names)
 
     assert found["fks"] == {
         "fk_bastion_user_roles_user_id_bastion_users",
@@ -268,7 +251,7 @@ async def test_downgrade_from_0003_keeps_the_users(database_url: str) -> None:
     def columns(conn: Connection) -> set[str]:
         return {column["name"] for column in inspect(conn).get_columns("bastion_users")}
 
-    assert "username_skeleton" not in await _inspect(database_url, columns)
+    assert "username_skeleton" not in await on_connection(database_url, columns)
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
@@ -284,7 +267,7 @@ async def test_downgrade_to_base_removes_every_table(database_url: str) -> None:
 
     await downgrade(database_url, "base")
 
-    assert await _inspect(database_url, _table_names) == {"bastion_alembic_version"}
+    assert await on_connection(database_url, _table_names) == {"bastion_alembic_version"}
     assert await database_revision(database_url) is None
 
 

@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.db import create_engine
 from bastion.migrate import database_revision, downgrade, head_revision, upgrade
-from bastion.users.repository import UserRepository
+from bastion.users.repository import UserRepository, UserStillReferenced
 from bastion.users.schema import BastionTableError, include_name, include_object
 from tests.users.app_migrations.models import metadata as app_metadata
 from tests.users.app_migrations.models import notes
+from tests.users.conftest import make_sqlite_folder, on_connection
 
 HASH = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
 APP_MIGRATIONS = Path(__file__).with_name("app_migrations")
@@ -44,11 +45,6 @@ def _serial(url: str) -> str:
     return "INTEGER PRIMARY KEY" if url.startswith("sqlite") else "SERIAL PRIMARY KEY"
 
 
-async def _prepare_folder(url: str) -> None:
-    if url.startswith("sqlite"):
-        Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-
-
 # ---- the application's users and alembic_version ----------------------------------------
 
 
@@ -64,7 +60,7 @@ async def _prepare_folder(url: str) -> None:
 async def test_upgrade_leaves_the_applications_users_and_alembic_version_untouched(
     database_url: str, app_revision: str
 ) -> None:
-    await _prepare_folder(database_url)
+    make_sqlite_folder(database_url)
     await _sql(
         database_url,
         f"CREATE TABLE users (id {_serial(database_url)}, nickname VARCHAR(50) NOT NULL)",
@@ -119,15 +115,6 @@ def _app_changes(connection: Connection, *, filtered: bool = True) -> list[Any]:
     return list(compare_metadata(context, app_metadata))
 
 
-async def _inspect(url: str, fn: Callable[[Connection], Any]) -> Any:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return await conn.run_sync(fn)
-    finally:
-        await engine.dispose()
-
-
 def _named(changes: list[Any]) -> set[tuple[str, str]]:
     """Autogenerate's changes as (kind, what): ("add_table", "notes"), ("remove_column",
     "bastion_users.username"), ("modify", "bastion_users.id")."""
@@ -143,12 +130,12 @@ def _named(changes: list[Any]) -> set[tuple[str, str]]:
 
 
 async def test_the_applications_alembic_and_bastions_run_side_by_side(database_url: str) -> None:
-    await _prepare_folder(database_url)
+    make_sqlite_folder(database_url)
     await _app_alembic(database_url, command.upgrade, "app1")
     await _sql(database_url, "INSERT INTO users (nickname) VALUES ('ann')")
 
     await upgrade(database_url)
-    pending = await _inspect(database_url, _app_changes)
+    pending = await on_connection(database_url, _app_changes)
     await _app_alembic(database_url, command.upgrade, "head")
 
     assert await _sql(database_url, "SELECT version_num FROM alembic_version") == [("app2",)]
@@ -157,7 +144,7 @@ async def test_the_applications_alembic_and_bastions_run_side_by_side(database_u
     # Autogenerate at app1 proposed the application's next table and nothing of Bastion's;
     # at app2 it proposes nothing.
     assert _named(pending) == {("add_table", "notes"), ("add_index", "ix_notes_user_id")}
-    assert await _inspect(database_url, _app_changes) == []
+    assert await on_connection(database_url, _app_changes) == []
 
     await _app_alembic(database_url, command.downgrade, "base")
     assert await database_revision(database_url) == head_revision()
@@ -174,7 +161,7 @@ async def test_without_the_filters_autogenerate_would_take_over_bastions_tables(
     def unfiltered(connection: Connection) -> list[Any]:
         return _app_changes(connection, filtered=False)
 
-    changes = _named(await _inspect(database_url, unfiltered))
+    changes = _named(await on_connection(database_url, unfiltered))
 
     # It would drop Bastion's other tables and the columns bastion_users has beyond id.
     assert ("remove_table", "bastion_kv") in changes
@@ -209,6 +196,33 @@ async def test_an_application_row_goes_with_its_bastion_user(database_url: str) 
     assert left == ["bob's"]
 
 
+async def test_a_user_the_application_still_refers_to_without_on_delete_stays(
+    database_url: str,
+) -> None:
+    await upgrade(database_url)
+    await _sql(
+        database_url,
+        f"CREATE TABLE invoices (id {_serial(database_url)}, "
+        "user_id INTEGER NOT NULL REFERENCES bastion_users (id))",
+    )
+    engine = create_engine(database_url)
+    try:
+        repo = UserRepository(engine)
+        alice = await repo.create_user("alice", HASH)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO invoices (user_id) VALUES (:id)"), {"id": alice.id}
+            )
+
+        with pytest.raises(UserStillReferenced, match="application still holds data of this user"):
+            await repo.delete_user(alice.id)
+        kept = await repo.get_by_id(alice.id)
+    finally:
+        await engine.dispose()
+
+    assert kept is not None
+
+
 async def test_the_foreign_key_refuses_a_note_of_no_user(database_url: str) -> None:
     await upgrade(database_url)
     await _app_alembic(database_url, command.upgrade, "head")
@@ -232,7 +246,7 @@ async def _create_all(engine: AsyncEngine) -> None:
 async def test_create_all_refuses_to_make_bastion_users_before_bastion_does(
     database_url: str,
 ) -> None:
-    await _prepare_folder(database_url)
+    make_sqlite_folder(database_url)
     engine = create_engine(database_url)
     try:
         with pytest.raises(BastionTableError, match="run `bastion db upgrade`"):
@@ -251,5 +265,5 @@ async def test_create_all_refuses_to_make_bastion_users_before_bastion_does(
         return len(inspect(connection).get_columns("bastion_users"))
 
     assert await database_revision(database_url) == head_revision()
-    assert await _inspect(database_url, columns) > 1  # Bastion's, as its migrations made it
+    assert await on_connection(database_url, columns) > 1  # Bastion's, as its migrations made it
     assert await _sql(database_url, "SELECT count(*) FROM notes") == [(0,)]
