@@ -105,7 +105,8 @@ def _rename_postgresql(bind: sa.Connection) -> None:
         # The name PostgreSQL gives a new table's sequence, so that an application can
         # create its own `users` (and `users_id_seq`) later.
         sequence = bind.scalar(sa.select(sa.func.pg_get_serial_sequence(table, "id")))
-        op.execute(f"ALTER SEQUENCE {sequence} RENAME TO {table}_id_seq")
+        if sequence is not None:  # None: an id column changed by hand, left as it is
+            op.execute(f"ALTER SEQUENCE {sequence} RENAME TO {table}_id_seq")
 
 
 def _rebuild_sqlite(bind: sa.Connection) -> None:
