@@ -1,4 +1,4 @@
-"""Password hashing: Argon2id for new hashes; bcrypt verified and migrated on the next login.
+"""Password hashing: Argon2id for new hashes; legacy hashes verified and migrated on the next login.
 
 Design choices, in short (docs/passwords.md has the long form):
 
@@ -13,6 +13,14 @@ Design choices, in short (docs/passwords.md has the long form):
 * **Never truncated.** Passwords are ``str`` of at most 1024 UTF-8 bytes, NFKC-normalised
   (NIST SP 800-63B 5.1.1.2) before hashing and verifying. bcrypt cannot take more than 72
   bytes, so a longer password simply fails against a bcrypt hash.
+* **Legacy schemes** (verify only, re-hashed at the next sign-in): bcrypt, and Django's
+  ``pbkdf2_sha256``/``pbkdf2_sha1``, ``bcrypt_sha256``, ``bcrypt`` and ``argon2`` formats,
+  so users brought over by ``bastion users import`` sign in with their old passwords.
+  Django's PBKDF2 digests are compared with ``hmac.compare_digest``; its iteration count is
+  capped (:data:`MAX_PBKDF2_ITERATIONS`) so an imported hash cannot make one check take long.
+* **Unusable passwords**: an account made without a password stores a marker
+  (:func:`unusable_password_hash`, ``!`` and random text, as Django's
+  ``set_unusable_password``) that no password matches, at the cost of a real check.
 * **Unknown users cost the same** as known ones: they are verified against a dummy Argon2id
   hash with the current parameters. Every failure path that skipped the real work (garbage
   hash, over-long password, a verifier error) does that dummy work too.
@@ -27,8 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import contextlib
 import functools
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -38,7 +49,7 @@ import threading
 import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Final, NamedTuple, Protocol, TypeVar
+from typing import Final, Literal, NamedTuple, Protocol, TypeVar
 
 import argon2
 import argon2.exceptions
@@ -48,15 +59,24 @@ from argon2.low_level import ARGON2_VERSION, Type
 __all__ = [
     "HASHING_NICENESS",
     "MAX_PASSWORD_BYTES",
+    "MAX_PBKDF2_ITERATIONS",
     "MIN_MEMORY_COST",
     "MIN_PARALLELISM",
     "MIN_TIME_COST",
+    "UNUSABLE_PASSWORD_PREFIX",
     "BcryptScheme",
+    "DjangoArgon2Scheme",
+    "DjangoBcryptSHA256Scheme",
+    "DjangoBcryptScheme",
+    "DjangoPBKDF2Scheme",
     "HashScheme",
     "PasswordTooLongError",
     "Passwords",
     "VerifyResult",
+    "default_legacy_schemes",
     "default_passwords",
+    "has_usable_password",
+    "unusable_password_hash",
 ]
 
 MIN_MEMORY_COST: Final = 19_456  # KiB (19 MiB): OWASP Password Storage Cheat Sheet minimum
@@ -81,6 +101,11 @@ _MAX_STORED_MEMORY_COST: Final = 1024 * 1024  # KiB = 1 GiB
 _MAX_STORED_TIME_COST: Final = 16
 _MAX_STORED_PARALLELISM: Final = 16
 _MAX_BCRYPT_ROUNDS: Final = 16  # 2^16 rounds already takes seconds; real systems use 10-14
+# Django's PBKDF2 iterations: 1,000,000 in Django 5.2 and 1,200,000 in 6.0 (each release adds
+# about a fifth); one verification at 1,000,000 takes ~0.4 s on a 2-core server. Above the
+# cap (~1.2 s there) a stored hash is refused as corrupt, so a row cannot pin a worker thread
+# for minutes; raise it per scheme (``DjangoPBKDF2Scheme(max_iterations=...)``) if needed.
+MAX_PBKDF2_ITERATIONS: Final = 3_000_000
 
 _ARGON2_RE: Final = re.compile(
     r"\$argon2(?:id|i|d)\$(?:v=\d{1,3}\$)?m=(\d{1,10}),t=(\d{1,10}),p=(\d{1,10})"
@@ -88,10 +113,27 @@ _ARGON2_RE: Final = re.compile(
 )
 # $2a$, $2b$ (bcrypt, passlib) and $2y$ (PHP) are the same algorithm; $2x$ is a buggy variant.
 _BCRYPT_RE: Final = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+_BCRYPT_LIMITS: Final = "$2a$, $2b$ or $2y$, cost 4 to 16"
 
 logger = logging.getLogger("bastion.security")
 
 T = TypeVar("T")
+
+
+# The first character of an unusable password's marker; no scheme's hash starts with it.
+UNUSABLE_PASSWORD_PREFIX: Final = "!"  # noqa: S105 - a marker, not a password
+
+
+def unusable_password_hash() -> str:
+    """What to store for an account that has no password (yet): no password verifies
+    against it. Random, so two such accounts never share a stored value."""
+    return UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(30)
+
+
+def has_usable_password(hash: str | None) -> bool:
+    """Whether a stored hash is a password at all (not :func:`unusable_password_hash`'s
+    marker, not missing); says nothing about whether any scheme can check it."""
+    return bool(hash) and not str(hash).startswith(UNUSABLE_PASSWORD_PREFIX)
 
 
 class PasswordTooLongError(ValueError):
@@ -127,14 +169,43 @@ class HashScheme(Protocol):
     def needs_rehash(self, hash: str) -> bool: ...
 
 
+def _bcrypt_identify(hash: str) -> bool:
+    match = _BCRYPT_RE.fullmatch(hash)
+    return match is not None and 4 <= int(match.group(1)) <= _MAX_BCRYPT_ROUNDS
+
+
+def _argon2_identify(hash: str, memory_cost: int, time_cost: int, parallelism: int) -> bool:
+    """Whether ``hash`` is an Argon2 hash with parameters within the sanity caps (raised to
+    the given values when those are higher)."""
+    match = _ARGON2_RE.fullmatch(hash)
+    if match is None:
+        return False
+    m, t, p = (int(group) for group in match.groups())
+    return (
+        m <= max(_MAX_STORED_MEMORY_COST, memory_cost)
+        and t <= max(_MAX_STORED_TIME_COST, time_cost)
+        and p <= max(_MAX_STORED_PARALLELISM, parallelism)
+    )
+
+
+def _argon2_limits(memory_cost: int, time_cost: int, parallelism: int) -> str:
+    m = max(_MAX_STORED_MEMORY_COST, memory_cost)
+    t = max(_MAX_STORED_TIME_COST, time_cost)
+    p = max(_MAX_STORED_PARALLELISM, parallelism)
+    return f"$argon2id$, $argon2i$ or $argon2d$ with m up to {m} KiB, t up to {t}, p up to {p}"
+
+
 class BcryptScheme:
     """Legacy bcrypt (``$2a$``, ``$2b$``, ``$2y$``): verify only, always asks for a re-hash."""
 
     name = "bcrypt"
+    # ``prefix`` and ``limits`` (optional for other schemes) let ``Passwords.why_unusable``
+    # say what is wrong with a hash that starts like this scheme's but is not one.
+    prefix = "$2"
+    limits = _BCRYPT_LIMITS
 
     def identify(self, hash: str) -> bool:
-        match = _BCRYPT_RE.fullmatch(hash)
-        return match is not None and 4 <= int(match.group(1)) <= _MAX_BCRYPT_ROUNDS
+        return _bcrypt_identify(hash)
 
     def verify(self, secret: bytes, hash: str) -> bool:
         # bcrypt ignores bytes after the 72nd; bcrypt 5 raises instead. Either way such a
@@ -147,15 +218,147 @@ class BcryptScheme:
         return True
 
 
+class DjangoPBKDF2Scheme:
+    """Django's ``pbkdf2_sha256$<iterations>$<salt>$<base64 digest>`` (``digest="sha1"``:
+    ``pbkdf2_sha1$...``): verify only, always asks for a re-hash.
+
+    The digest is compared with ``hmac.compare_digest``. Iteration counts above
+    ``max_iterations`` (default :data:`MAX_PBKDF2_ITERATIONS`) are refused as corrupt, like
+    the caps on Argon2 and bcrypt parameters. Django salts are ASCII without ``$``.
+    """
+
+    def __init__(
+        self,
+        digest: Literal["sha256", "sha1"] = "sha256",
+        *,
+        max_iterations: int = MAX_PBKDF2_ITERATIONS,
+    ) -> None:
+        _check_int("max_iterations", max_iterations, 1)
+        self.digest = digest
+        self.max_iterations = max_iterations
+        self.name = f"django_pbkdf2_{digest}"
+        self.prefix = f"pbkdf2_{digest}$"
+        size = hashlib.new(digest).digest_size
+        padding = -size % 3
+        chars = 4 * ((size + 2) // 3) - padding
+        self._format = re.compile(
+            re.escape(self.prefix)
+            + r"([1-9][0-9]{0,9})\$([!-#%-~]{1,128})\$"
+            + f"([A-Za-z0-9+/]{{{chars}}}={{{padding}}})"
+        )
+        self.limits = (
+            f"1 to {max_iterations:,} iterations, a salt of printable ASCII without '$', "
+            f"a {size}-byte digest in base64"
+        )
+
+    def _parse(self, hash: str) -> tuple[int, bytes, bytes] | None:
+        match = self._format.fullmatch(hash)
+        if match is None or int(match.group(1)) > self.max_iterations:
+            return None
+        iterations, salt, digest = match.groups()
+        return int(iterations), salt.encode("ascii"), base64.b64decode(digest)
+
+    def identify(self, hash: str) -> bool:
+        return self._parse(hash) is not None
+
+    def verify(self, secret: bytes, hash: str) -> bool:
+        parsed = self._parse(hash)
+        if parsed is None:
+            raise ValueError("not a Django PBKDF2 hash")
+        iterations, salt, expected = parsed
+        actual = hashlib.pbkdf2_hmac(self.digest, secret, salt, iterations)
+        return hmac.compare_digest(actual, expected)
+
+    def needs_rehash(self, hash: str) -> bool:
+        return True
+
+
+class _DjangoBcryptFormat:
+    """Django's ``<algorithm>$<bcrypt hash>``: verify only, always asks for a re-hash."""
+
+    prefix: str
+    limits = _BCRYPT_LIMITS
+
+    def identify(self, hash: str) -> bool:
+        return hash.startswith(self.prefix) and _bcrypt_identify(hash.removeprefix(self.prefix))
+
+    def needs_rehash(self, hash: str) -> bool:
+        return True
+
+
+class DjangoBcryptSHA256Scheme(_DjangoBcryptFormat):
+    """Django's ``bcrypt_sha256$<bcrypt hash>``: bcrypt of the hex SHA-256 of the password
+    (so passwords over 72 bytes are checked in full)."""
+
+    name = "django_bcrypt_sha256"
+    prefix = "bcrypt_sha256$"
+
+    def verify(self, secret: bytes, hash: str) -> bool:
+        prehashed = binascii.hexlify(hashlib.sha256(secret).digest())
+        return bcrypt.checkpw(prehashed, hash.removeprefix(self.prefix).encode("ascii"))
+
+
+class DjangoBcryptScheme(_DjangoBcryptFormat):
+    """Django's ``bcrypt$<bcrypt hash>``: plain bcrypt, with the 72-byte rule of
+    :class:`BcryptScheme`."""
+
+    name = "django_bcrypt"
+    prefix = "bcrypt$"
+
+    def verify(self, secret: bytes, hash: str) -> bool:
+        return BcryptScheme().verify(secret, hash.removeprefix(self.prefix))
+
+
+class DjangoArgon2Scheme:
+    """Django's ``argon2$argon2id$...`` (older Django: ``argon2$argon2i$...``): an Argon2
+    hash behind Django's algorithm name. Verify only, always asks for a re-hash into
+    Bastion's own format."""
+
+    name = "django_argon2"
+    prefix = "argon2$"
+    limits = _argon2_limits(0, 0, 0)
+
+    def __init__(self) -> None:
+        self._verifier = argon2.PasswordHasher()  # verify reads the parameters from the hash
+
+    def identify(self, hash: str) -> bool:
+        # Django's prefix is "argon2"; what follows is the usual "$argon2id$v=19$...".
+        return hash.startswith(self.prefix) and _argon2_identify(hash[len("argon2") :], 0, 0, 0)
+
+    def verify(self, secret: bytes, hash: str) -> bool:
+        try:
+            return self._verifier.verify(hash[len("argon2") :], secret)
+        except argon2.exceptions.VerifyMismatchError:
+            return False
+
+    def needs_rehash(self, hash: str) -> bool:
+        return True
+
+
+def default_legacy_schemes() -> tuple[HashScheme, ...]:
+    """The verify-only schemes a :class:`Passwords` accepts unless told otherwise: bcrypt
+    and Django's PBKDF2 (SHA-256, SHA-1), bcrypt_sha256, bcrypt and argon2 formats."""
+    return (
+        BcryptScheme(),
+        DjangoPBKDF2Scheme("sha256"),
+        DjangoPBKDF2Scheme("sha1"),
+        DjangoBcryptSHA256Scheme(),
+        DjangoBcryptScheme(),
+        DjangoArgon2Scheme(),
+    )
+
+
 class _Argon2Scheme:
     """The current scheme: makes Argon2id hashes, verifies any Argon2 variant."""
 
     name = "argon2"
+    prefix = "$argon2"
 
     def __init__(self, memory_cost: int, time_cost: int, parallelism: int) -> None:
         self.memory_cost = memory_cost
         self.time_cost = time_cost
         self.parallelism = parallelism
+        self.limits = _argon2_limits(memory_cost, time_cost, parallelism)
         self.hasher = argon2.PasswordHasher(
             time_cost=time_cost,
             memory_cost=memory_cost,
@@ -172,15 +375,7 @@ class _Argon2Scheme:
         )
 
     def identify(self, hash: str) -> bool:
-        match = _ARGON2_RE.fullmatch(hash)
-        if match is None:
-            return False
-        m, t, p = (int(group) for group in match.groups())
-        return (
-            m <= max(_MAX_STORED_MEMORY_COST, self.memory_cost)
-            and t <= max(_MAX_STORED_TIME_COST, self.time_cost)
-            and p <= max(_MAX_STORED_PARALLELISM, self.parallelism)
-        )
+        return _argon2_identify(hash, self.memory_cost, self.time_cost, self.parallelism)
 
     def hash(self, secret: bytes) -> str:
         return self.hasher.hash(secret)
@@ -234,7 +429,8 @@ class Passwords:
 
     ``memory_cost`` is in KiB. The minimums (OWASP: 19 MiB, t=2, p=1) are enforced; raise
     them if your hardware allows (docs/passwords.md has timings). ``legacy_schemes`` are
-    verify-only formats, bcrypt by default; pass ``()`` to accept Argon2 only.
+    verify-only formats, :func:`default_legacy_schemes` (bcrypt and Django's formats) by
+    default; pass ``()`` to accept Argon2 only.
     ``max_concurrency`` is the number of worker threads the ``*_async`` methods hash in
     (default: usable CPUs less one, at least 1); share one instance per process.
 
@@ -266,7 +462,7 @@ class Passwords:
         _check_int("max_concurrency", max_concurrency, 1)
         self._argon2 = _Argon2Scheme(memory_cost, time_cost, parallelism)
         self._legacy: tuple[HashScheme, ...] = (
-            (BcryptScheme(),) if legacy_schemes is None else tuple(legacy_schemes)
+            default_legacy_schemes() if legacy_schemes is None else tuple(legacy_schemes)
         )
         self._max_concurrency = max_concurrency
         # Threads start on first use (ThreadPoolExecutor spawns them as work arrives).
@@ -324,6 +520,10 @@ class Passwords:
             self._argon2.burn(b"")
             return _FAILED
 
+        if isinstance(hash, str) and hash.startswith(UNUSABLE_PASSWORD_PREFIX):
+            # An account without a password: it matches nothing, at a real check's cost.
+            self._argon2.burn(secret)
+            return _FAILED
         scheme = self._identify(hash)
         if scheme is None or not isinstance(hash, str):
             if hash is not None:
@@ -354,6 +554,30 @@ class Passwords:
         """Whether a stored hash should be replaced (legacy, weaker, or unrecognised)."""
         scheme = self._identify(hash)
         return scheme is None or self._needs_rehash(scheme, hash)
+
+    def why_unusable(self, hash: object) -> str | None:
+        """Why a stored ``hash`` could never verify here, or None when a scheme takes it.
+
+        For hashes brought from another system (``bastion users import``), checked before
+        they are stored. The reason names the format and its limits, never the hash.
+        """
+        if not isinstance(hash, str) or not hash:
+            return "no password hash"
+        if len(hash) > _MAX_ENCODED_LEN:
+            return f"password hash longer than {_MAX_ENCODED_LEN} characters"
+        schemes = (self._argon2, *self._legacy)
+        if self._identify(hash) is not None:
+            return None
+        for scheme in schemes:
+            prefix = getattr(scheme, "prefix", None)
+            if isinstance(prefix, str) and hash.startswith(prefix):
+                limits = getattr(scheme, "limits", None)
+                detail = f" (expected {limits})" if isinstance(limits, str) else ""
+                return f"not a valid {scheme.name} password hash{detail}"
+        if hash.startswith("!"):
+            return "an unusable password (Django's '!' marker): there is no password to keep"
+        names = ", ".join(scheme.name for scheme in schemes)
+        return f"unknown password hash format (known: {names})"
 
     def dummy_verify(self, password: str) -> bool:
         """Do the work of one verification for a user that does not exist; always False."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import binascii
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -20,13 +23,19 @@ import pytest
 from bastion.passwords import (
     HASHING_NICENESS,
     MAX_PASSWORD_BYTES,
+    MAX_PBKDF2_ITERATIONS,
     MIN_MEMORY_COST,
     MIN_PARALLELISM,
     MIN_TIME_COST,
+    BcryptScheme,
+    DjangoPBKDF2Scheme,
     Passwords,
     PasswordTooLongError,
     default_passwords,
+    has_usable_password,
+    unusable_password_hash,
 )
+from tests.users.legacy_hashes import django_pbkdf2
 
 ARGON2ID = re.compile(
     r"\$argon2id\$v=19\$m=(?P<m>\d+),t=(?P<t>\d+),p=(?P<p>\d+)\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}"
@@ -225,6 +234,150 @@ def test_bcrypt_can_be_turned_off() -> None:
     assert argon2_only.verify("hunter2", bcrypt_hash(b"hunter2")) == (False, False)
 
 
+# -- Django's formats (legacy, verify only) ------------------------------------------------
+
+# Django's own test vectors (auth_tests/test_hashers.py of Django 1.9, also in the
+# djangohashers port): make_password("lètmein", "seasalt", "pbkdf2_sha256") at 24,000
+# iterations, and "KRONOS" with pbkdf2_sha1.
+DJANGO_PBKDF2_SHA256 = (
+    "lètmein",
+    "pbkdf2_sha256$24000$seasalt$V9DfCAVoweeLwxC/L2mb+7swhzF0XYdyQMqmusZqiTc=",
+)
+DJANGO_PBKDF2_SHA1 = ("KRONOS", "pbkdf2_sha1$24000$seasalt$F+kiWNHXbMBcwgxsvSKFCWHnZZ0=")
+
+
+@pytest.mark.parametrize(("password", "stored"), [DJANGO_PBKDF2_SHA256, DJANGO_PBKDF2_SHA1])
+def test_django_pbkdf2_known_vectors_verify_and_ask_for_rehash(
+    passwords: Passwords, password: str, stored: str
+) -> None:
+    assert passwords.verify(password, stored) == (True, True)
+    assert passwords.verify(password + "z", stored) == (False, False)
+    assert passwords.why_unusable(stored) is None
+
+
+@pytest.mark.parametrize("digest", ["sha256", "sha1"])
+def test_django_pbkdf2_made_like_django_verifies(passwords: Passwords, digest: str) -> None:
+    stored = django_pbkdf2("correct horse", digest)
+    assert stored.startswith(f"pbkdf2_{digest}$1000$")
+    assert passwords.verify("correct horse", stored) == (True, True)
+    assert passwords.verify("correct horsE", stored) == (False, False)
+
+
+def test_django_pbkdf2_digest_is_compared_in_constant_time(
+    passwords: Passwords, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    assert passwords.verify("wrong", DJANGO_PBKDF2_SHA256[1]) == (False, False)
+    assert len(compared) == 1
+    assert len(compared[0][0]) == len(compared[0][1]) == 32
+
+
+def test_django_pbkdf2_iterations_above_the_cap_are_refused_without_running(
+    monkeypatch: pytest.MonkeyPatch, argon2_verify_calls: list[str]
+) -> None:
+    capped = Passwords(legacy_schemes=[DjangoPBKDF2Scheme(max_iterations=1000)])
+    at_cap = django_pbkdf2("pw")  # 1,000 iterations
+    over_cap = at_cap.replace("$1000$", "$1001$")
+    assert capped.verify("pw", at_cap) == (True, True)
+    runs: list[int] = []
+    real = hashlib.pbkdf2_hmac
+
+    def spy(name: str, password: bytes, salt: bytes, iterations: int) -> bytes:
+        runs.append(iterations)
+        return real(name, password, salt, iterations)
+
+    monkeypatch.setattr(hashlib, "pbkdf2_hmac", spy)
+    assert capped.verify("pw", over_cap) == (False, False)
+    assert runs == []  # refused before any PBKDF2 work; the dummy Argon2 work was done
+    assert len(argon2_verify_calls) == 1
+    assert "1 to 1,000 iterations" in (capped.why_unusable(over_cap) or "")
+    # The default cap allows Django 5.2's and 6.0's counts, not a count of minutes.
+    assert MAX_PBKDF2_ITERATIONS == 3_000_000
+    default = Passwords()
+    assert default.why_unusable(at_cap.replace("$1000$", "$1200000$")) is None
+    assert default.why_unusable(at_cap.replace("$1000$", "$3000001$")) is not None
+
+
+def test_django_bcrypt_sha256_checks_long_passwords_in_full(passwords: Passwords) -> None:
+    long = "x" * 100
+    prehashed = binascii.hexlify(hashlib.sha256(long.encode()).digest())
+    stored = "bcrypt_sha256$" + bcrypt.hashpw(prehashed, bcrypt.gensalt(4)).decode()
+    assert passwords.verify(long, stored) == (True, True)
+    assert passwords.verify("x" * 99 + "y", stored) == (False, False)
+
+
+def test_django_bcrypt_verifies_and_keeps_the_72_byte_rule(passwords: Passwords) -> None:
+    stored = "bcrypt$" + bcrypt_hash(b"hunter2")
+    assert passwords.verify("hunter2", stored) == (True, True)
+    assert passwords.verify("hunter3", stored) == (False, False)
+    first_72 = "a" * 72
+    stored_72 = "bcrypt$" + bcrypt_hash(first_72.encode())
+    assert passwords.verify(first_72 + "b", stored_72) == (False, False)
+
+
+@pytest.mark.parametrize("variant", [argon2.Type.ID, argon2.Type.I])
+def test_django_argon2_verifies_and_is_rehashed_into_bastions_format(
+    passwords: Passwords, variant: argon2.Type
+) -> None:
+    # Django stores "argon2" + argon2-cffi's hash (argon2i before Django 3.2).
+    inner = argon2.PasswordHasher(memory_cost=MIN_MEMORY_COST, time_cost=2, type=variant)
+    stored = "argon2" + inner.hash("hunter2")
+    assert passwords.verify("hunter2", stored) == (True, True)
+    assert passwords.verify("hunter3", stored) == (False, False)
+
+
+def test_django_formats_can_be_left_out() -> None:
+    bcrypt_only = Passwords(legacy_schemes=[BcryptScheme()])
+    assert bcrypt_only.verify(*DJANGO_PBKDF2_SHA256) == (False, False)
+    assert "unknown password hash format" in (
+        bcrypt_only.why_unusable(DJANGO_PBKDF2_SHA256[1]) or ""
+    )
+
+
+@pytest.mark.parametrize(
+    ("stored", "reason"),
+    [
+        (None, "no password hash"),
+        ("", "no password hash"),
+        ("x" * 513, "longer than 512 characters"),
+        ("md5$seasalt$f5d9b6d1b2b8b1a1", "unknown password hash format (known: argon2, bcrypt"),
+        ("!" + "a" * 40, "an unusable password"),
+        ("$2b$31$" + "a" * 53, "not a valid bcrypt password hash (expected $2a$, $2b$ or $2y$"),
+        (
+            "pbkdf2_sha256$24000$sea$salt$V9DfCAVoweeLwxC/L2mb+7swhzF0XYdyQMqmusZqiTc=",
+            "not a valid django_pbkdf2_sha256 password hash",
+        ),
+        ("pbkdf2_sha1$24000$seasalt$c2hvcnQ=", "a 20-byte digest in base64"),
+        ("bcrypt_sha256$$2x$04$" + "a" * 53, "not a valid django_bcrypt_sha256 password hash"),
+        (
+            "argon2$argon2id$v=19$m=4294967295,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNo",
+            "m up to 1048576 KiB",
+        ),
+    ],
+)
+def test_why_unusable_names_the_format_and_never_the_hash(
+    passwords: Passwords, stored: Any, reason: str
+) -> None:
+    why = passwords.why_unusable(stored)
+    assert why is not None
+    assert reason in why
+    if isinstance(stored, str) and len(stored) > 12:
+        assert stored not in why
+        assert stored[-12:] not in why
+
+
+def test_every_recognised_hash_is_usable(passwords: Passwords) -> None:
+    stored = [passwords.hash("pw"), bcrypt_hash(b"pw"), PHP_2Y[1], DJANGO_PBKDF2_SHA1[1]]
+    assert [passwords.why_unusable(s) for s in stored] == [None] * 4
+
+
 # -- no truncation, sizes and Unicode -------------------------------------------------------
 
 
@@ -303,6 +456,14 @@ GARBAGE = [
     "$argon2id$v=19$m=4294967295,t=4294967295,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNo",
     "$argon2id$v=19$m=19456,t=2,p=1$" + "A" * 5000,
     "pbkdf2_sha256$600000$salt$hash",
+    # Django's formats, malformed or beyond the caps
+    "pbkdf2_sha256$0$seasalt$V9DfCAVoweeLwxC/L2mb+7swhzF0XYdyQMqmusZqiTc=",
+    "pbkdf2_sha256$99999999$seasalt$V9DfCAVoweeLwxC/L2mb+7swhzF0XYdyQMqmusZqiTc=",
+    "pbkdf2_sha256$24000$seasalt$V9DfCAVoweeLwxC/L2mb+7swhzF0XYdyQMqmusZqiTc",
+    "pbkdf2_sha512$24000$seasalt$V9DfCAVoweeLwxC/L2mb+7swhzF0XYdyQMqmusZqiTc=",
+    "bcrypt_sha256$$2b$31$" + "a" * 53,
+    "bcrypt$$2b$04$short",
+    "argon2$argon2id$v=19$m=4294967295,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNo",
     42,
 ]
 
@@ -347,6 +508,33 @@ def test_dummy_verify_runs_one_argon2_verify_with_current_parameters(
 
 def test_dummy_verify_is_false_even_for_common_passwords(passwords: Passwords) -> None:
     assert not any(passwords.dummy_verify(pw) for pw in ["", "password", "123456"])
+
+
+# -- accounts without a password ------------------------------------------------------------
+
+
+def test_unusable_password_matches_nothing_after_a_real_verifications_work(
+    passwords: Passwords, argon2_verify_calls: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = unusable_password_hash()
+    guesses = ["", marker, marker[1:], "password"]
+    with caplog.at_level(logging.WARNING, logger="bastion.security"):
+        assert all(passwords.verify(guess, marker) == (False, False) for guess in guesses)
+    current = (passwords.memory_cost, passwords.time_cost, 1)
+    assert [params_of(call) for call in argon2_verify_calls] == [current] * len(guesses)
+    # An account without a password is not a corrupt hash: nothing to warn about.
+    assert "not recognised" not in caplog.text
+
+
+def test_unusable_password_markers_are_random_and_told_apart_from_hashes(
+    passwords: Passwords,
+) -> None:
+    first, second = unusable_password_hash(), unusable_password_hash()
+    assert first != second
+    assert not has_usable_password(first)
+    assert not has_usable_password(None)
+    assert has_usable_password(passwords.hash("a password"))
+    assert has_usable_password(PHP_2Y[1])
 
 
 async def test_verify_unknown_user_runs_argon2_in_a_worker_thread(
