@@ -24,7 +24,15 @@ from bastion.settings import Settings, get_settings
 __version__ = "0.1.0.dev0"
 
 _FASTAPI_NAMES = frozenset(
-    {"install", "CurrentUser", "OptionalUser", "Principal", "require_role", "cached"}
+    {
+        "install",
+        "CurrentUser",
+        "OptionalUser",
+        "SignedInUser",
+        "Principal",
+        "require_role",
+        "cached",
+    }
 )
 
 __all__ = [
@@ -37,6 +45,7 @@ __all__ = [
     "Principal",
     "RateLimited",
     "Settings",
+    "SignedInUser",
     "StoreUnavailable",
     "TokenError",
     "UserError",

@@ -8,9 +8,12 @@ from bastion.fastapi.dependencies import (
     CurrentUser,
     OptionalUser,
     Principal,
+    SignedInUser,
     require_role,
+    signed_in_user,
 )
 from bastion.fastapi.install import Bastion, install
+from bastion.fastapi.templating import add_template_helpers
 
 __all__ = [
     "Bastion",
@@ -19,8 +22,11 @@ __all__ = [
     "CurrentUser",
     "OptionalUser",
     "Principal",
+    "SignedInUser",
+    "add_template_helpers",
     "cached",
     "get_cache",
     "install",
     "require_role",
+    "signed_in_user",
 ]
