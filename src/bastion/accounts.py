@@ -27,11 +27,12 @@ from bastion.hooks import (
     SignedIn,
     SignedOut,
 )
-from bastion.passwords import Passwords
+from bastion.passwords import Passwords, unusable_password_hash
 from bastion.policy import check_password
 from bastion.ratelimit import AddressLimit
 from bastion.sessions import Session, SessionManager, session_ref
-from bastion.users.repository import UserRecord, UserRepository
+from bastion.users.repository import RoleRecord, UserRecord, UserRepository
+from bastion.users.roles import RoleInUse, check_deletable
 
 UserChanged = Callable[[int], Awaitable[None]]
 
@@ -89,17 +90,33 @@ class Accounts:
     async def create(
         self,
         username: str,
-        password: str,
+        password: str | None,
         *,
         email: str | None = None,
         roles: Iterable[str] = (),
+        actor_id: int | None = None,
         **context: Any,
     ) -> UserRecord:
         """Create an account (an operator's or the application's doing) after the password
         policy; duplicates are refused (user names compare after NFKC + case folding, so
-        look-alikes collide)."""
-        self.check_new_password(password, None, username)
-        return await self._create("user.created", username, password, email, roles, context)
+        look-alikes collide), and so are roles that are not defined.
+
+        ``password=None`` makes the account with an unusable password: nobody can sign in
+        to it until an operator sets one (``change_password``)."""
+        # A later issue adds the other way to give such an account its password: an e-mailed
+        # reset link, sent from here once e-mail exists.
+        if password is not None:
+            self.check_new_password(password, None, username)
+        roles = sorted(set(roles))
+        detail = {"roles": roles, "password": "set" if password is not None else "none"}
+        return await self._create(
+            "user.created",
+            username,
+            password,
+            email,
+            roles,
+            {"actor_id": actor_id, "detail": detail, **context},
+        )
 
     async def register(
         self,
@@ -137,14 +154,17 @@ class Accounts:
         self,
         event: str,
         username: str,
-        password: str,
+        password: str | None,
         email: str | None,
         roles: Iterable[str],
         context: dict[str, Any],
     ) -> UserRecord:
         # Hashed before anything looks at existing accounts: refusing a taken name then
         # costs what creating the account costs, so its timing tells nothing more.
-        hashed = await self.passwords.hash_async(password)
+        if password is None:
+            hashed = unusable_password_hash()
+        else:
+            hashed = await self.passwords.hash_async(password)
         user = await self.users.create_user(username, hashed, email=email or None, roles=roles)
         await self.audit.record(event, user_id=user.id, username=user.username, **context)
         return user
@@ -262,6 +282,48 @@ class Accounts:
             **context,
         )
         return renewed
+
+    # ---- defined roles -----------------------------------------------------------------
+
+    async def create_role(
+        self,
+        name: str,
+        description: str | None = None,
+        *,
+        actor_id: int | None = None,
+        **context: Any,
+    ) -> RoleRecord:
+        """Define a role, so that it can be granted (``role.created``)."""
+        role = await self.users.create_role(name, description)
+        detail = {"role": role.name}
+        if role.description is not None:
+            detail["description"] = role.description
+        await self.audit.record("role.created", actor_id=actor_id, detail=detail, **context)
+        return role
+
+    async def delete_role(
+        self, name: str, *, force: bool = False, actor_id: int | None = None, **context: Any
+    ) -> int:
+        """Delete a defined role (``role.deleted``); ``admin`` cannot be. While users hold
+        it, :class:`RoleInUse` unless ``force``: then it is first taken from each of them
+        as :meth:`set_roles` takes a role (their sessions end, cached entries drop, each
+        change audited). Returns how many users it was taken from."""
+        check_deletable(name)
+        holders = await self.users.role_holders(name)
+        if holders and not force:
+            raise RoleInUse(name, len(holders))
+        for user_id in holders:
+            user = await self.users.get_by_id(user_id)
+            if user is not None:  # deleted meanwhile: the database dropped their link
+                await self.set_roles(user_id, user.roles - {name}, actor_id=actor_id, **context)
+        await self.users.delete_role(name)
+        await self.audit.record(
+            "role.deleted",
+            actor_id=actor_id,
+            detail={"role": name, "taken_from": len(holders)},
+            **context,
+        )
+        return len(holders)
 
     async def delete(self, user_id: int, *, actor_id: int | None = None, **context: Any) -> None:
         user = await self.require(user_id)

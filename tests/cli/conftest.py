@@ -33,6 +33,7 @@ from bastion.services import Services, open_services
 from bastion.settings import Settings
 from bastion.users.repository import UserRecord
 from tests.conftest import fresh_database
+from tests.roles import define_roles
 
 T = TypeVar("T")
 
@@ -147,6 +148,7 @@ class Library:
     ) -> UserRecord:
         async def work(services: Services) -> UserRecord:
             hashed = await services.passwords.hash_async(password)
+            await define_roles(services.users, roles)
             return await services.users.create_user(name, hashed, roles=roles)
 
         return self.run(work)

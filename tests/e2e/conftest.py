@@ -21,13 +21,12 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
-import bastion.users.models  # noqa: F401  (the user tables join the shared metadata)
-from bastion.db import metadata
 from bastion.fastapi.install import Bastion
 from bastion.migrate import upgrade
 from bastion.settings import Settings
 from bastion.webapp.app import create_app
-from tests.conftest import admin_sql, fresh_database
+from tests.conftest import empty_bastion_tables, fresh_database
+from tests.roles import define_roles
 
 BASE = "http://testserver"
 ORIGIN = {"Origin": BASE}
@@ -59,6 +58,7 @@ class Site:
     ) -> int:
         services = self.bastion.services
         hashed = await services.passwords.hash_async(password)
+        await define_roles(services.users, roles)
         user = await services.users.create_user(name, hashed, roles=roles, email=email)
         return int(user.id)
 
@@ -163,8 +163,7 @@ def _database_settings(database: str, request: pytest.FixtureRequest) -> dict[st
     if database == "sqlite":
         return {}
     url = str(request.getfixturevalue("e2e_postgres_url"))
-    tables = ", ".join(metadata.tables)
-    admin_sql(url, f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    empty_bastion_tables(url)
     return {"database_url": url}
 
 

@@ -31,6 +31,7 @@ from tests.e2e.conftest import csrf_from
 from tests.faults.servers import RedisServer, TcpProxy, redis_server, tcp_proxy
 from tests.live import BASTION, LiveServer
 from tests.live import server_env as live_env
+from tests.roles import define_roles
 
 STORE_TIMEOUT = 1.0
 """``BASTION_STORE_TIMEOUT`` of every server under test, in seconds."""
@@ -91,6 +92,7 @@ def create_user(live: LiveServer, name: str, *roles: str) -> None:
         services = await open_services(settings)
         try:
             hashed = await services.passwords.hash_async(PASSWORD)
+            await define_roles(services.users, roles)
             await services.users.create_user(name, hashed, roles=roles)
         finally:
             await services.aclose()

@@ -15,8 +15,10 @@ from sqlalchemy import func, select
 from bastion.clock import FakeClock
 from bastion.db import create_engine
 from bastion.exceptions import StoreUnavailable, UserError
-from bastion.users.models import UserRole
-from bastion.users.repository import UserRepository
+from bastion.users.models import Role, UserRole
+from bastion.users.repository import RoleRecord, UserRepository
+from bastion.users.roles import RoleInUse, UnknownRole
+from tests.roles import define_roles
 
 HASH = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"
 
@@ -358,6 +360,7 @@ async def test_deleted_user_id_is_never_reused(repo: UserRepository) -> None:
 
 
 async def test_roles_are_set_replaced_and_cleared(repo: UserRepository) -> None:
+    await define_roles(repo, ["admin", "auditor", "editor"])
     user = await repo.create_user("alice", HASH, roles=["editor"])
     assert user.roles == {"editor"}
 
@@ -371,6 +374,7 @@ async def test_roles_are_set_replaced_and_cleared(repo: UserRepository) -> None:
 
 
 async def test_roles_are_shared_between_users(repo: UserRepository) -> None:
+    await define_roles(repo, ["admin", "ops", "staff"])
     alice = await repo.create_user("alice", HASH, roles=["admin"])
     bob = await repo.create_user("bob", HASH, roles=["admin", "staff"])
 
@@ -383,6 +387,7 @@ async def test_roles_are_shared_between_users(repo: UserRepository) -> None:
 
 
 async def test_deleting_a_user_drops_their_role_links(repo: UserRepository) -> None:
+    await define_roles(repo, ["admin", "staff"])
     alice = await repo.create_user("alice", HASH, roles=["admin", "staff"])
     bob = await repo.create_user("bob", HASH, roles=["staff"])
 
@@ -393,6 +398,94 @@ async def test_deleting_a_user_drops_their_role_links(repo: UserRepository) -> N
     assert links == 1
     assert await repo.get_by_id(alice.id) is None
     assert await repo.roles_of(bob.id) == {"staff"}
+
+
+async def test_granting_an_undefined_role_is_refused_and_changes_nothing(
+    repo: UserRepository,
+) -> None:
+    await define_roles(repo, ["staff"])
+    with pytest.raises(UnknownRole, match=r"'ops' is not defined.*bastion roles create ops"):
+        await repo.create_user("alice", HASH, roles=["staff", "ops"])
+    assert await repo.get_by_username("alice") is None
+
+    bob = await repo.create_user("bob", HASH, roles=["staff"])
+    with pytest.raises(UnknownRole, match="'ops'"):
+        await repo.set_roles(bob.id, ["ops"])
+    assert await repo.roles_of(bob.id) == {"staff"}
+    assert "ops" not in {role.name for role in await repo.list_roles()}
+
+
+async def test_roles_are_defined_listed_with_their_holders_and_deleted(
+    repo: UserRepository,
+) -> None:
+    await repo.create_role("staff")
+    await repo.create_role("on-call_2")
+    await repo.create_user("alice", HASH, roles=["staff"])
+
+    listed = [(role.name, role.holders) for role in await repo.list_roles()]
+    assert ("on-call_2", 0) in listed
+    assert ("staff", 1) in listed
+    await repo.delete_role("on-call_2")
+    assert "on-call_2" not in {role.name for role in await repo.list_roles()}
+    with pytest.raises(UnknownRole):
+        await repo.delete_role("on-call_2")
+
+
+@pytest.mark.parametrize(
+    "name", ["", "Staff", "has space", "ops.team", "-lead", "_x", "rôle", "a" * 65, "staff\n"]
+)
+async def test_role_names_are_lowercase_slugs(repo: UserRepository, name: str) -> None:
+    with pytest.raises(UserError, match="role name"):
+        await repo.create_role(name)
+    assert name not in {role.name for role in await repo.list_roles()}
+
+
+async def test_defining_a_role_twice_is_refused(repo: UserRepository) -> None:
+    first = await repo.create_role("staff")
+    with pytest.raises(UserError, match="'staff' already exists"):
+        await repo.create_role("staff")
+    assert first == RoleRecord("staff", None, 0)
+
+
+async def test_a_role_users_hold_is_not_deleted(repo: UserRepository) -> None:
+    await define_roles(repo, ["staff"])
+    alice = await repo.create_user("alice", HASH, roles=["staff"])
+    await repo.create_user("bob", HASH, roles=["staff"])
+
+    with pytest.raises(RoleInUse, match="held by 2 user"):
+        await repo.delete_role("staff")
+    assert await repo.roles_of(alice.id) == {"staff"}
+    assert sorted(await repo.role_holders("staff")) == sorted(
+        [alice.id, (await repo.get_by_username("bob")).id]  # type: ignore[union-attr]
+    )
+
+
+# Descriptions need the roles table's description column (see docs/administration.md); until
+# the schema has it, asking for one is refused and everything else works without.
+DESCRIPTIONS = hasattr(Role, "description")
+
+
+@pytest.mark.skipif(not DESCRIPTIONS, reason="the roles table has no description column yet")
+async def test_a_role_keeps_its_description(repo: UserRepository) -> None:
+    await repo.create_role("staff", "  Sees the reports  ")
+    await repo.create_role("ops", "")
+    listed = {role.name: role.description for role in await repo.list_roles()}
+    assert (listed["staff"], listed["ops"]) == ("Sees the reports", None)
+
+
+@pytest.mark.skipif(DESCRIPTIONS, reason="the roles table has a description column")
+async def test_a_description_is_refused_while_the_schema_keeps_none(repo: UserRepository) -> None:
+    with pytest.raises(UserError, match="no role descriptions"):
+        await repo.create_role("staff", "Sees the reports")
+    assert "staff" not in {role.name for role in await repo.list_roles()}
+    assert (await repo.create_role("staff", "  ")).description is None
+
+
+async def test_the_admin_role_cannot_be_deleted(repo: UserRepository) -> None:
+    await define_roles(repo, ["admin"])
+    with pytest.raises(UserError, match="built-in"):
+        await repo.delete_role("admin")
+    assert "admin" in {role.name for role in await repo.list_roles()}
 
 
 # -- audit ------------------------------------------------------------------------------------

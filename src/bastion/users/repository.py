@@ -12,15 +12,25 @@ import asyncio
 import importlib
 import json
 import unicodedata
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -44,6 +54,13 @@ from bastion.users.models import (
     normalize_username,
     username_skeleton,
 )
+from bastion.users.roles import (
+    RoleInUse,
+    UnknownRole,
+    check_deletable,
+    check_role_description,
+    check_role_name,
+)
 
 try:
     # Imported by name: asyncpg ships no type information.
@@ -62,6 +79,11 @@ _H = TypeVar("_H")  # what a guarded context yields: an ORM session or a Core co
 
 DUPLICATE_USER = "user already exists"
 UNKNOWN_USER = "user not found"
+# Values per IN (...) list: far below SQLite's and asyncpg's limits on bound parameters.
+_IN_CHUNK = 500
+# How long a batch insert may take, on top of the repository's timeout: generous, since a
+# batch is one transaction that an operator waits for, not a request.
+_BATCH_SECONDS_PER_ROW = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +97,74 @@ class UserRecord:
     last_login_at: datetime | None
     password_changed_at: datetime
     roles: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    """An account checked against the rules for new accounts, ready to insert: the name as
+    shown, its comparison keys, and the e-mail address with its key (see :func:`new_user`)."""
+
+    username: str
+    username_key: str
+    username_skeleton: str
+    email: str | None
+    email_key: str | None
+    password_hash: str = field(repr=False)
+    is_active: bool
+    roles: frozenset[str]
+
+
+class UserStillReferenced(UserError):
+    """A user to delete is still referred to by a table of the application, through a
+    foreign key without ``ON DELETE CASCADE`` or ``SET NULL``; the user stays."""
+
+    def __init__(self) -> None:
+        super().__init__("the application still holds data of this user; remove it first")
+
+
+def new_user(
+    username: str,
+    password_hash: str,
+    email: str | None = None,
+    roles: Iterable[str] = (),
+    is_active: bool = True,
+) -> NewUser:
+    """The checks every new account passes (one script, nothing invisible, a valid e-mail
+    address and role names), and the keys it is stored under; raises :class:`UserError`.
+
+    A blank ``email`` is none. Whether the name or address is taken is for the database to
+    say (its unique indexes), at insert time.
+    """
+    key = check_new_username(username)
+    email_display = email.strip() if email is not None and email.strip() else None
+    return NewUser(
+        username=username.strip(),
+        username_key=key,
+        username_skeleton=username_skeleton(key),
+        email=email_display,
+        email_key=normalize_email(email_display) if email_display is not None else None,
+        password_hash=password_hash,
+        is_active=is_active,
+        roles=frozenset(normalize_role(r) for r in roles),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TakenKeys:
+    """Which of the keys asked about belong to existing accounts."""
+
+    username_keys: frozenset[str]
+    skeletons: frozenset[str]
+    email_keys: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRecord:
+    """A defined role, with how many users hold it."""
+
+    name: str
+    description: str | None
+    holders: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,12 +279,15 @@ class UserRepository:
         return self._guarded(self.engine.begin())
 
     @asynccontextmanager
-    async def _guarded(self, opening: AbstractAsyncContextManager[_H]) -> AsyncIterator[_H]:
+    async def _guarded(
+        self, opening: AbstractAsyncContextManager[_H], seconds: float | None = None
+    ) -> AsyncIterator[_H]:
+        limit = self.timeout if seconds is None else seconds
         try:
-            async with asyncio.timeout(self.timeout), opening as handle:
+            async with asyncio.timeout(limit), opening as handle:
                 yield handle
         except Exception as exc:
-            outage = _outage(exc, self.timeout)
+            outage = _outage(exc, limit)
             if outage is None:
                 raise
             # Not chained: the SQLAlchemy error text holds SQL and bound parameters.
@@ -219,31 +312,83 @@ class UserRepository:
         for every kind of duplicate, even when a concurrent call wins the race (the unique
         indexes decide).
         """
-        key = check_new_username(username)
-        email_display = email.strip() if email is not None and email.strip() else None
-        email_key = normalize_email(email_display) if email_display is not None else None
-        role_names = {normalize_role(r) for r in roles}
+        account = new_user(username, password_hash, email, roles, is_active)
         now = self._now()
         async with self._transaction() as session:
-            user = User(
-                username=username.strip(),
-                username_key=key,
-                username_skeleton=username_skeleton(key),
-                email=email_display,
-                email_key=email_key,
-                password_hash=password_hash,
-                is_active=is_active,
-                created_at=now,
-                last_login_at=None,
-                password_changed_at=now,
-            )
+            user = User(**_user_columns(account, now))
             session.add(user)
             try:
                 await session.flush()
             except sa_exc.IntegrityError:
                 raise UserError(DUPLICATE_USER) from None
-            await self._link_roles(session, user.id, role_names)
-            return _user_record(user, role_names)
+            await self._link_roles(session, user.id, set(account.roles))
+            return _user_record(user, account.roles)
+
+    async def create_users(self, accounts: Sequence[NewUser]) -> int:
+        """Insert ``accounts`` (from :func:`new_user`) in one transaction: all of them or,
+        on any error, none. Returns how many were inserted.
+
+        For imports: a few statements for the whole batch, not a round trip per user. Their
+        roles must be defined (:class:`UnknownRole` otherwise). A name or address that is
+        taken, in the batch or by an existing account (also one created meanwhile), is
+        ``UserError("user already exists")``.
+        """
+        if not accounts:
+            return 0
+        now = self._now()
+        role_names = set().union(*(account.roles for account in accounts))
+        seconds = self.timeout + _BATCH_SECONDS_PER_ROW * len(accounts)
+        async with self._guarded(self.engine.begin(), seconds) as connection:
+            role_ids: dict[str, int] = {}
+            for chunk in _chunks(sorted(role_names)):
+                rows = await connection.execute(
+                    select(Role.name, Role.id).where(Role.name.in_(chunk))
+                )
+                role_ids.update({row.name: row.id for row in rows})
+            if missing := role_names - role_ids.keys():
+                raise UnknownRole(min(missing))
+            try:
+                inserted = await connection.execute(
+                    insert(User).returning(User.id, User.username_key),
+                    [_user_columns(account, now) for account in accounts],
+                )
+            except sa_exc.IntegrityError:
+                raise UserError(DUPLICATE_USER) from None
+            ids = {row.username_key: row.id for row in inserted}
+            links = [
+                {"user_id": ids[account.username_key], "role_id": role_ids[role]}
+                for account in accounts
+                for role in sorted(account.roles)
+            ]
+            if links:
+                await connection.execute(insert(UserRole), links)
+        return len(ids)
+
+    async def find_taken(
+        self,
+        username_keys: Iterable[str],
+        skeletons: Iterable[str] = (),
+        email_keys: Iterable[str] = (),
+    ) -> TakenKeys:
+        """Which user-name keys, skeleton digests and e-mail keys (as :class:`NewUser`
+        holds them) existing accounts already have: a batch's duplicates, found before
+        any insert, in a few queries whatever its size."""
+        found: dict[str, set[str]] = {"key": set(), "skeleton": set(), "email": set()}
+        columns = {
+            "key": (User.username_key, sorted(set(username_keys))),
+            "skeleton": (User.username_skeleton, sorted(set(skeletons))),
+            "email": (User.email_key, sorted(set(email_keys))),
+        }
+        asked = max(len(values) for _, values in columns.values())
+        seconds = self.timeout + _BATCH_SECONDS_PER_ROW * asked
+        async with self._guarded(self.engine.begin(), seconds) as connection:
+            for kind, (column, values) in columns.items():
+                for chunk in _chunks(values):
+                    rows = await connection.scalars(select(column).where(column.in_(chunk)))
+                    found[kind].update(value for value in rows if value is not None)
+        return TakenKeys(
+            frozenset(found["key"]), frozenset(found["skeleton"]), frozenset(found["email"])
+        )
 
     async def get_by_id(self, user_id: int) -> UserRecord | None:
         return await self._one(User.id == user_id)
@@ -299,9 +444,16 @@ class UserRepository:
         await self._update(user_id, last_login_at=self._now())
 
     async def delete_user(self, user_id: int) -> None:
-        """Delete a user; the database drops their role links and unlinks their audit rows."""
+        """Delete a user; the database drops their role links and unlinks their audit rows.
+
+        :class:`UserStillReferenced` (the user stays) while a table of the application
+        refers to the user by a foreign key without ``ON DELETE CASCADE`` or ``SET NULL``.
+        """
         async with self._transaction() as session:
-            result = await session.execute(delete(User).where(User.id == user_id))
+            try:
+                result = await session.execute(delete(User).where(User.id == user_id))
+            except sa_exc.IntegrityError:
+                raise UserStillReferenced from None
             if _rowcount(result) == 0:
                 raise UserError(UNKNOWN_USER)
 
@@ -316,8 +468,19 @@ class UserRepository:
         async with self._transaction() as session:
             return set((await session.scalars(query)).all())
 
+    async def existing_roles(self, names: Iterable[str]) -> set[str]:
+        """Those of ``names`` that are defined roles."""
+        found: set[str] = set()
+        async with self._connection() as connection:
+            for chunk in _chunks(sorted(set(names))):
+                found.update(
+                    await connection.scalars(select(Role.name).where(Role.name.in_(chunk)))
+                )
+        return found
+
     async def set_roles(self, user_id: int, roles: Iterable[str]) -> None:
-        """Replace the user's roles with ``roles``, creating unknown roles on the way."""
+        """Replace the user's roles with ``roles``, which must all be defined
+        (:class:`UnknownRole` otherwise, and nothing changes)."""
         names = {normalize_role(r) for r in roles}
         async with self._transaction() as session:
             # Row lock (PostgreSQL; SQLite locks the whole file): concurrent replacements of
@@ -331,24 +494,79 @@ class UserRepository:
             await self._link_roles(session, user_id, names)
 
     async def _link_roles(self, session: AsyncSession, user_id: int, names: set[str]) -> None:
+        """Give the user the defined roles ``names``; an undefined one is refused (roles are
+        never made on the way: a typo must not invent a privilege)."""
         if not names:
             return
-        dialect = session.get_bind().dialect.name
-        rows = [{"name": n} for n in sorted(names)]
-        if dialect in ("postgresql", "sqlite"):
-            # INSERT .. ON CONFLICT DO NOTHING: two callers creating one role both succeed.
-            upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Role)
-            await session.execute(upsert.on_conflict_do_nothing(index_elements=["name"]), rows)
-        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-            known = set(await session.scalars(select(Role.name).where(Role.name.in_(names))))
-            session.add_all(Role(name=n) for n in names - known)
-            await session.flush()
-        ids = (await session.scalars(select(Role.id).where(Role.name.in_(names)))).all()
+        found = await session.execute(select(Role.name, Role.id).where(Role.name.in_(names)))
+        ids = {row.name: row.id for row in found}
+        if missing := names - ids.keys():
+            raise UnknownRole(min(missing))
         try:
-            session.add_all(UserRole(user_id=user_id, role_id=role_id) for role_id in ids)
+            session.add_all(UserRole(user_id=user_id, role_id=role_id) for role_id in ids.values())
             await session.flush()
         except sa_exc.IntegrityError:  # the user was deleted meanwhile
             raise UserError(UNKNOWN_USER) from None
+
+    async def list_roles(self) -> list[RoleRecord]:
+        """Every defined role by name, with how many users hold it."""
+        description = _role_description()
+        text = description if description is not None else null()
+        query = (
+            select(Role.name, text, func.count(UserRole.user_id))
+            .outerjoin(UserRole, UserRole.role_id == Role.id)
+            .group_by(Role.id)
+            .order_by(Role.name)
+        )
+        async with self._connection() as connection:
+            rows = (await connection.execute(query)).all()
+        return [RoleRecord(name, text, int(holders)) for name, text, holders in rows]
+
+    async def create_role(self, name: str, description: str | None = None) -> RoleRecord:
+        """Define a role (a slug, see :func:`check_role_name`); ``UserError`` when it
+        exists. A description needs the roles table's description column."""
+        name = check_role_name(name)
+        values: dict[str, Any] = {"name": name}
+        text = check_role_description(description)
+        if text is not None:
+            if _role_description() is None:
+                raise UserError(NO_ROLE_DESCRIPTIONS)
+            values["description"] = text
+        try:
+            async with self._connection() as connection:
+                await connection.execute(insert(Role).values(values))
+        except sa_exc.IntegrityError:
+            raise UserError(f"role {name!r} already exists") from None
+        return RoleRecord(name, text, 0)
+
+    async def role_holders(self, name: str) -> list[int]:
+        """The ids of the users holding role ``name``; :class:`UnknownRole` if undefined."""
+        async with self._connection() as connection:
+            role_id = await connection.scalar(select(Role.id).where(Role.name == name))
+            if role_id is None:
+                raise UnknownRole(name)
+            query = select(UserRole.user_id).where(UserRole.role_id == role_id)
+            return sorted(await connection.scalars(query.order_by(UserRole.user_id)))
+
+    async def delete_role(self, name: str) -> None:
+        """Delete a role nobody holds: :class:`RoleInUse` while a user holds it (take it
+        from them first, through :class:`bastion.accounts.Accounts`, so their sessions
+        end), :class:`UnknownRole` if undefined. ``admin`` cannot be deleted."""
+        check_deletable(name)
+        async with self._transaction() as session:
+            # Row lock (PostgreSQL): a grant of this role waits for the delete, then fails
+            # on the foreign key instead of linking a user to a role about to go.
+            role_id = await session.scalar(
+                select(Role.id).where(Role.name == name).with_for_update()
+            )
+            if role_id is None:
+                raise UnknownRole(name)
+            holders = await session.scalar(
+                select(func.count()).select_from(UserRole).where(UserRole.role_id == role_id)
+            )
+            if holders:
+                raise RoleInUse(name, int(holders))
+            await session.execute(delete(Role).where(Role.id == role_id))
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -451,6 +669,38 @@ class UserRepository:
                 raise UserError(UNKNOWN_USER)
 
 
+NO_ROLE_DESCRIPTIONS = "this database keeps no role descriptions yet (no description column)"
+
+
+def _role_description() -> Any:
+    """The roles table's description column, or None where the schema has none yet:
+    descriptions are optional, and every role feature works without them."""
+    return getattr(Role, "description", None)
+
+
+def _user_columns(account: NewUser, now: datetime) -> dict[str, Any]:
+    """The users-table row of a new account made at ``now``."""
+    return {
+        "username": account.username,
+        "username_key": account.username_key,
+        "username_skeleton": account.username_skeleton,
+        "email": account.email,
+        "email_key": account.email_key,
+        "password_hash": account.password_hash,
+        "is_active": account.is_active,
+        "created_at": now,
+        "last_login_at": None,
+        "password_changed_at": now,
+    }
+
+
+_T = TypeVar("_T")
+
+
+def _chunks(values: Sequence[_T]) -> Iterable[Sequence[_T]]:
+    return (values[at : at + _IN_CHUNK] for at in range(0, len(values), _IN_CHUNK))
+
+
 def _rowcount(result: Any) -> int:
     return int(getattr(result, "rowcount", 0))
 
@@ -474,4 +724,13 @@ def _search(query: _Q, search: str | None) -> _Q:
     )
 
 
-__all__ = ["AuditRecord", "UserRecord", "UserRepository"]
+__all__ = [
+    "AuditRecord",
+    "NewUser",
+    "RoleRecord",
+    "TakenKeys",
+    "UserRecord",
+    "UserRepository",
+    "UserStillReferenced",
+    "new_user",
+]
