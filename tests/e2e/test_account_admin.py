@@ -18,6 +18,7 @@ from tests.e2e.conftest import (
     login,
     site_state,
 )
+from tests.roles import define_roles
 
 NEW_PASSWORD = "a much better passphrase 42"
 
@@ -25,11 +26,14 @@ NEW_PASSWORD = "a much better passphrase 42"
 async def post_form(
     client: httpx.AsyncClient,
     path: str,
-    data: dict[str, str] | None = None,
+    data: dict[str, str | list[str]] | None = None,
     *,
     page: str = "/dashboard",
 ) -> httpx.Response:
-    form = {"csrf_token": await csrf_token(client, page), **(data or {})}
+    form: dict[str, str | list[str]] = {
+        "csrf_token": await csrf_token(client, page),
+        **(data or {}),
+    }
     return await client.post(path, data=form, headers=ORIGIN)
 
 
@@ -282,13 +286,17 @@ async def api_tokens(client: httpx.AsyncClient, username: str) -> dict[str, str]
 async def test_granting_a_role_ends_the_users_sessions_and_tokens(site: Site) -> None:
     await site.create_user("root", roles=("admin",))
     alice_id = await site.create_user("alice")
+    await define_roles(site.bastion.services.users, ["staff"])
     async with site.client() as admin, site.client() as alice, site.client() as api:
         await login(admin, "root")
         await login(alice, "alice")
         tokens = await api_tokens(api, "alice")
         assert (await alice.get("/admin/users")).status_code == 403
         response = await post_form(
-            admin, f"/admin/users/{alice_id}/roles", {"roles": "admin, staff"}, page="/admin/users"
+            admin,
+            f"/admin/users/{alice_id}/roles",
+            {"roles": ["admin", "staff"]},
+            page="/admin/users",
         )
         assert response.status_code == 303
         # The session that was not an admin's a moment ago does not become one.
@@ -314,6 +322,7 @@ async def test_granting_a_role_ends_the_users_sessions_and_tokens(site: Site) ->
 
 async def test_changing_my_own_roles_rotates_my_session(site: Site) -> None:
     root_id = await site.create_user("root", roles=("admin",))
+    await define_roles(site.bastion.services.users, ["auditor"])
     sessions = site.bastion.services.sessions
     async with site.client() as browser, site.client() as other_browser:
         await login(browser, "root", remember=True)
@@ -324,7 +333,7 @@ async def test_changing_my_own_roles_rotates_my_session(site: Site) -> None:
         old_token = await csrf_token(browser, "/admin/users")
         response = await browser.post(
             f"/admin/users/{root_id}/roles",
-            data={"roles": "admin, auditor", "csrf_token": old_token},
+            data={"roles": ["admin", "auditor"], "csrf_token": old_token},
             headers=ORIGIN,
         )
         assert response.status_code == 303
@@ -356,6 +365,7 @@ async def test_set_roles_keeps_the_callers_session_only_when_it_is_the_users_own
 ) -> None:
     root_id = await site.create_user("root", roles=("admin",))
     alice_id = await site.create_user("alice")
+    await define_roles(site.bastion.services.users, ["staff"])
     sessions = site.bastion.services.sessions
     accounts = site.bastion.accounts
     _, root_session = await sessions.create(root_id, roles=["admin"])
@@ -453,6 +463,13 @@ async def test_every_form_route_refuses_a_post_without_the_csrf_token(
             f"/account/sessions/{sid}/revoke": {},
             f"/admin/users/{other}/active": {"active": "0"},
             f"/admin/users/{other}/roles": {"roles": "admin"},
+            "/admin/users/new": {
+                "username": "mallory",
+                "password": NEW_PASSWORD,
+                "password_confirm": NEW_PASSWORD,
+            },
+            f"/admin/users/{other}/password": new_password,
+            f"/admin/users/{other}/delete": {"confirm": "alice"},
             f"/admin/sessions/{sid}/revoke": {},
         }
         before = await site_state(site)

@@ -1,27 +1,117 @@
-"""Administration pages: users, all sessions, audit log. Role ``admin`` only."""
+"""Administration pages: users, all sessions, audit log. Role ``admin`` only.
+
+Every change goes through :class:`bastion.accounts.Accounts`, as the CLI's do: sessions end,
+cached entries drop, the login back-off clears and the audit trail names the acting admin
+the same way whoever makes the change. A refused form comes back with its message and 400.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, status
 from fastapi.responses import RedirectResponse, Response
 
 from bastion.asgi.sessions import session_state
 from bastion.devices import describe
 from bastion.exceptions import UserError
 from bastion.fastapi.dependencies import Principal, client_ip, require_role
-from bastion.fastapi.install import BastionDep
+from bastion.fastapi.install import Bastion, BastionDep
+from bastion.passwords import has_usable_password
+from bastion.users.repository import UserRecord
+from bastion.users.roles import ADMIN_ROLE
 
 PAGE_SIZE = 50
 router = APIRouter(prefix="/admin", include_in_schema=False)
-Admin = Annotated[Principal, Depends(require_role("admin", page=True))]
+Admin = Annotated[Principal, Depends(require_role(ADMIN_ROLE, page=True))]
 Page = Annotated[int, Query(ge=1, le=100_000)]
+# users.id is a 32-bit integer: a larger number names no user (and must not reach the driver).
+UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+FormText = Annotated[str, Form(max_length=4096)]
+# Checkbox values, one field per chosen role.
+RoleChoices = Annotated[list[str] | None, Form(max_length=200)]
+
+# What the pages say, in one place (issue #17 translates them).
+MESSAGES = {
+    "not_yourself_disable": "You cannot disable yourself.",
+    "not_yourself_delete": "You cannot delete your own account.",
+    "not_yourself_password": (
+        "Change your own password on the Change password page: it asks for the current one."
+    ),
+    "own_admin_role": "You cannot remove your own admin role.",
+    "confirm_delete": "Confirm the deletion with the button on this page.",
+    "no_user": "No such user.",
+    "no_session": "No such session.",
+}
+NOTICES = {
+    "created": "The user was created.",
+    "deleted": "The user was deleted; their sessions ended.",
+    "password": "The password was set; the user's sessions and tokens ended.",
+    "roles": "The roles were saved.",
+}
 
 
 def _pages(total: int) -> int:
     return max(1, math.ceil(total / PAGE_SIZE))
+
+
+def _refusal(error: UserError) -> str:
+    return str(error).capitalize() + "."
+
+
+def _context(request: Request, admin: Admin) -> dict[str, Any]:
+    """Who did it and from where, for the audit trail."""
+    return {
+        "actor_id": admin.user_id,
+        "ip": client_ip(request),
+        "user_agent": request.headers.get("user-agent"),
+    }
+
+
+async def _target(bastion: Bastion, user_id: int) -> UserRecord:
+    user = await bastion.services.users.get_by_id(user_id)
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=MESSAGES["no_user"])
+    return user
+
+
+def _done(notice: str) -> Response:
+    return RedirectResponse(f"/admin/users?done={notice}", status_code=303)
+
+
+def _form(
+    request: Request,
+    bastion: Bastion,
+    template: str,
+    context: Mapping[str, Any],
+    error: str | None = None,
+) -> Response:
+    """A form page; with ``error``, that message above it and status 400."""
+    return bastion.templates.render(
+        request,
+        template,
+        {**context, "error": error},
+        status_code=status.HTTP_400_BAD_REQUEST if error else status.HTTP_200_OK,
+    )
+
+
+def _not_on_yourself(
+    request: Request,
+    bastion: Bastion,
+    admin: Admin,
+    template: str,
+    target: UserRecord,
+    refusal: str,
+    error: str | None = None,
+) -> Response:
+    """The form of an action an admin may not take on their own account: on that account
+    (``is_self`` in the template) the page shows ``refusal`` instead of the form."""
+    is_self = target.id == admin.user_id
+    if is_self and error is None:
+        error = refusal
+    return _form(request, bastion, template, {"target": target, "is_self": is_self}, error)
 
 
 @router.get("/users")
@@ -31,66 +121,225 @@ async def users_page(
     bastion: BastionDep,
     q: Annotated[str, Query(max_length=150)] = "",
     page: Page = 1,
+    done: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
     users_repo = bastion.services.users
     search = q.strip() or None
     users = await users_repo.list_users(search, (page - 1) * PAGE_SIZE, PAGE_SIZE)
     total = await users_repo.count_users(search)
-    return bastion.templates.render(
-        request,
-        "admin_users.html",
-        {"users": users, "q": q, "page": page, "pages": _pages(total), "total": total},
-    )
+    context = {
+        "users": users,
+        "without_password": {u.id for u in users if not has_usable_password(u.password_hash)},
+        "q": q,
+        "page": page,
+        "pages": _pages(total),
+        "total": total,
+        "notice": NOTICES.get(done),
+    }
+    return bastion.templates.render(request, "admin_users.html", context)
+
+
+# ---- create --------------------------------------------------------------------------
+
+
+async def _new_user_form(
+    request: Request,
+    bastion: Bastion,
+    values: Mapping[str, Any],
+    error: str | None = None,
+) -> Response:
+    roles = await bastion.services.users.list_roles()
+    context = {"roles": roles, "chosen": values["roles"], "values": values}
+    return _form(request, bastion, "admin_user_new.html", context, error)
+
+
+@router.get("/users/new")
+async def new_user_form(request: Request, admin: Admin, bastion: BastionDep) -> Response:
+    return await _new_user_form(request, bastion, {"roles": set()})
+
+
+@router.post("/users/new")
+async def create_user(
+    request: Request,
+    admin: Admin,
+    bastion: BastionDep,
+    username: FormText = "",
+    email: FormText = "",
+    roles: RoleChoices = None,
+    password: FormText = "",
+    password_confirm: FormText = "",
+) -> Response:
+    chosen = set(roles or ())
+    values = {"username": username, "email": email, "roles": chosen}
+    accounts = bastion.accounts
+    # No password: the account gets an unusable one until an admin sets it (or, once e-mail
+    # exists, the user follows a reset link: that choice will join this form).
+    initial = password if password or password_confirm else None
+    try:
+        if initial is not None:
+            accounts.check_new_password(initial, password_confirm, username)
+        await accounts.create(
+            username,
+            initial,
+            email=email or None,
+            roles=chosen,
+            **_context(request, admin),
+        )
+    except UserError as error:
+        return await _new_user_form(request, bastion, values, _refusal(error))
+    return _done("created")
+
+
+# ---- enable / disable ------------------------------------------------------------------
 
 
 @router.post("/users/{user_id}/active")
 async def set_active(
-    user_id: int,
+    user_id: UserId,
     request: Request,
     admin: Admin,
     bastion: BastionDep,
     active: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     if user_id == admin.user_id:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="You cannot disable yourself.")
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=MESSAGES["not_yourself_disable"])
     try:
-        await bastion.accounts.set_active(
-            user_id,
-            active == "1",
-            actor_id=admin.user_id,
-            ip=client_ip(request),
-            user_agent=request.headers.get("user-agent"),
-        )
+        await bastion.accounts.set_active(user_id, active == "1", **_context(request, admin))
     except UserError as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such user.") from error
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=MESSAGES["no_user"]) from error
     return RedirectResponse("/admin/users", status_code=303)
+
+
+# ---- roles -----------------------------------------------------------------------------
+
+
+async def _roles_form(
+    request: Request,
+    bastion: Bastion,
+    target: UserRecord,
+    chosen: Iterable[str],
+    error: str | None = None,
+) -> Response:
+    roles = await bastion.services.users.list_roles()
+    context = {"target": target, "roles": roles, "chosen": set(chosen)}
+    return _form(request, bastion, "admin_user_roles.html", context, error)
+
+
+@router.get("/users/{user_id}/roles")
+async def roles_form(
+    user_id: UserId, request: Request, admin: Admin, bastion: BastionDep
+) -> Response:
+    target = await _target(bastion, user_id)
+    return await _roles_form(request, bastion, target, target.roles)
 
 
 @router.post("/users/{user_id}/roles")
 async def set_roles(
-    user_id: int,
+    user_id: UserId,
     request: Request,
     admin: Admin,
     bastion: BastionDep,
-    roles: Annotated[str, Form(max_length=1000)] = "",
+    roles: RoleChoices = None,
 ) -> Response:
-    wanted = {r.strip() for r in roles.replace(" ", ",").split(",") if r.strip()}
-    if user_id == admin.user_id and "admin" not in wanted:
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, detail="You cannot remove your own admin role."
-        )
+    target = await _target(bastion, user_id)
+    wanted = set(roles or ())
+    if user_id == admin.user_id and ADMIN_ROLE not in wanted:
+        return await _roles_form(request, bastion, target, wanted, MESSAGES["own_admin_role"])
     try:
         renewed = await bastion.accounts.set_roles(
-            user_id, wanted, actor_id=admin.user_id, current=admin.session, ip=client_ip(request)
+            user_id, wanted, current=admin.session, **_context(request, admin)
         )
     except UserError as error:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(error)) from error
+        return await _roles_form(request, bastion, target, wanted, _refusal(error))
     if renewed is not None:
         # My own roles changed: this browser goes on under the rotated session.
         raw_id, session = renewed
         max_age = bastion.settings.remember_me_timeout if session.remember else None
         session_state(request.scope).begin(raw_id, session, max_age=max_age)
-    return RedirectResponse("/admin/users", status_code=303)
+    return _done("roles")
+
+
+# ---- password reset --------------------------------------------------------------------
+
+
+def _password_form(
+    request: Request, bastion: Bastion, admin: Admin, target: UserRecord, error: str | None = None
+) -> Response:
+    template, refusal = "admin_user_password.html", MESSAGES["not_yourself_password"]
+    return _not_on_yourself(request, bastion, admin, template, target, refusal, error)
+
+
+@router.get("/users/{user_id}/password")
+async def password_form(
+    user_id: UserId, request: Request, admin: Admin, bastion: BastionDep
+) -> Response:
+    return _password_form(request, bastion, admin, await _target(bastion, user_id))
+
+
+@router.post("/users/{user_id}/password")
+async def reset_password(
+    user_id: UserId,
+    request: Request,
+    admin: Admin,
+    bastion: BastionDep,
+    new_password: FormText = "",
+    new_password_confirm: FormText = "",
+) -> Response:
+    target = await _target(bastion, user_id)
+    if target.id == admin.user_id:
+        # Here it would end this very session too; /account/password keeps it and asks
+        # for the current password.
+        return _password_form(request, bastion, admin, target)
+    accounts = bastion.accounts
+    try:
+        accounts.check_new_password(new_password, new_password_confirm, target.username)
+        # Every session and refresh token of the user ends, and so does their back-off.
+        await accounts.change_password(target.id, new_password, **_context(request, admin))
+    except UserError as error:
+        return _password_form(request, bastion, admin, target, _refusal(error))
+    return _done("password")
+
+
+# ---- delete ----------------------------------------------------------------------------
+
+
+def _delete_form(
+    request: Request, bastion: Bastion, admin: Admin, target: UserRecord, error: str | None = None
+) -> Response:
+    template, refusal = "admin_user_delete.html", MESSAGES["not_yourself_delete"]
+    return _not_on_yourself(request, bastion, admin, template, target, refusal, error)
+
+
+@router.get("/users/{user_id}/delete")
+async def delete_form(
+    user_id: UserId, request: Request, admin: Admin, bastion: BastionDep
+) -> Response:
+    return _delete_form(request, bastion, admin, await _target(bastion, user_id))
+
+
+@router.post("/users/{user_id}/delete")
+async def delete_user(
+    user_id: UserId,
+    request: Request,
+    admin: Admin,
+    bastion: BastionDep,
+    confirm: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    target = await _target(bastion, user_id)
+    if target.id == admin.user_id:
+        return _delete_form(request, bastion, admin, target)
+    # The confirmation page names the account it shows: a POST from anywhere else (or from
+    # a page about another account) deletes nothing.
+    if confirm != target.username:
+        return _delete_form(request, bastion, admin, target, MESSAGES["confirm_delete"])
+    try:
+        await bastion.accounts.delete(target.id, **_context(request, admin))
+    except UserError as error:  # deleted meanwhile
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=MESSAGES["no_user"]) from error
+    return _done("deleted")
+
+
+# ---- sessions and audit ----------------------------------------------------------------
 
 
 @router.get("/sessions")
@@ -109,14 +358,8 @@ async def revoke_session(
 ) -> Response:
     target = await bastion.services.sessions.get(session_id)
     if target is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such session.")
-    await bastion.accounts.revoke_session(
-        target,
-        by="admin",
-        actor_id=admin.user_id,
-        ip=client_ip(request),
-        user_agent=request.headers.get("user-agent"),
-    )
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=MESSAGES["no_session"])
+    await bastion.accounts.revoke_session(target, by="admin", **_context(request, admin))
     return RedirectResponse("/admin/sessions", status_code=303)
 
 
@@ -127,8 +370,13 @@ async def audit_page(
     users_repo = bastion.services.users
     events = await users_repo.list_audit((page - 1) * PAGE_SIZE, PAGE_SIZE)
     total = await users_repo.count_audit()
+    # Who acted, by name (an account deleted since keeps its number).
+    actors: dict[int, str] = {}
+    for actor_id in sorted({e.actor_id for e in events if e.actor_id is not None}):
+        actor = await users_repo.get_by_id(actor_id)
+        actors[actor_id] = actor.username if actor is not None else str(actor_id)
     return bastion.templates.render(
         request,
         "admin_audit.html",
-        {"events": events, "page": page, "pages": _pages(total), "total": total},
+        {"events": events, "actors": actors, "page": page, "pages": _pages(total), "total": total},
     )
