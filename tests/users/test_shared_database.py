@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.db import create_engine
 from bastion.migrate import database_revision, downgrade, head_revision, upgrade
-from bastion.users.repository import UserRepository
+from bastion.users.repository import UserRepository, UserStillReferenced
 from bastion.users.schema import BastionTableError, include_name, include_object
 from tests.users.app_migrations.models import metadata as app_metadata
 from tests.users.app_migrations.models import notes
@@ -194,6 +194,33 @@ async def test_an_application_row_goes_with_its_bastion_user(database_url: str) 
         await engine.dispose()
 
     assert left == ["bob's"]
+
+
+async def test_a_user_the_application_still_refers_to_without_on_delete_stays(
+    database_url: str,
+) -> None:
+    await upgrade(database_url)
+    await _sql(
+        database_url,
+        f"CREATE TABLE invoices (id {_serial(database_url)}, "
+        "user_id INTEGER NOT NULL REFERENCES bastion_users (id))",
+    )
+    engine = create_engine(database_url)
+    try:
+        repo = UserRepository(engine)
+        alice = await repo.create_user("alice", HASH)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO invoices (user_id) VALUES (:id)"), {"id": alice.id}
+            )
+
+        with pytest.raises(UserStillReferenced, match="application still holds data of this user"):
+            await repo.delete_user(alice.id)
+        kept = await repo.get_by_id(alice.id)
+    finally:
+        await engine.dispose()
+
+    assert kept is not None
 
 
 async def test_the_foreign_key_refuses_a_note_of_no_user(database_url: str) -> None:
