@@ -347,7 +347,7 @@ class Accounts:
     # Every way a user's session ends on purpose passes here: the user's cached entries
     # drop, the audit trail records it and the application's hook hears of it.
 
-    async def signed_in(
+    async def record_sign_in(
         self,
         user: UserRecord,
         session: Session,

@@ -151,7 +151,7 @@ class Bastion:
             replaces=replaces,
         )
         if channel is not None:
-            await self.accounts.signed_in(user, session, channel=channel, method=method)
+            await self.accounts.record_sign_in(user, session, channel=channel, method=method)
         return raw_id, session
 
     @property
