@@ -262,39 +262,66 @@ async def test_password_change_hook_sees_the_new_password_stored(
     assert recorder.kinds() == ["SignedIn", "SignedIn", "PasswordChanged"]
 
 
-async def test_disable_and_delete_hooks_run_after_the_change(
+async def test_admin_actions_reach_the_hooks_after_the_change(
     recorded: tuple[Site, Recorder],
 ) -> None:
+    """An admin sets alice's password, disables her, then deletes her, from the pages."""
     site, recorder = recorded
     root_id = await site.create_user("root", roles=("admin",))
     alice_id = await site.create_user("alice")
     async with site.client(headers=AGENT) as admin, site.client() as alice:
         await login(admin, "root")
         await login(alice, "alice")
-        path = f"/admin/users/{alice_id}/active"
-        response = await post_form(admin, path, {"active": "0"}, page="/admin/users")
+        users = "/admin/users"
+        password = {"new_password": NEW_PASSWORD, "new_password_confirm": NEW_PASSWORD}
+        path = f"{users}/{alice_id}/password"
+        assert (await post_form(admin, path, password, page=path)).status_code == 303
+        [(changed, seen)] = recorder.of(PasswordChanged)
+        assert (changed.actor_id, changed.sessions_ended) == (root_id, 1)
+        assert seen.user is not None
+        ok, _ = await site.bastion.services.passwords.verify_async(
+            NEW_PASSWORD, seen.user.password_hash
+        )
+        assert ok
+
+        await login(alice, "alice", NEW_PASSWORD)
+        path = f"{users}/{alice_id}/active"
+        assert (await post_form(admin, path, {"active": "0"}, page=users)).status_code == 303
+        [(disabled, seen)] = recorder.of(AccountDisabled)
+        assert disabled == AccountDisabled(
+            user_id=alice_id,
+            username="alice",
+            actor_id=root_id,
+            ip="203.0.113.7",
+            user_agent="HookTest/1.0",
+            sessions_ended=1,
+        )
+        assert seen.user is not None
+        assert not seen.user.is_active
+        assert seen.live_sessions == frozenset()
+        assert seen.last_audit == "user.disabled"
+
+        path = f"{users}/{alice_id}/delete"
+        response = await post_form(admin, path, {"confirm": "alice"}, page=path)
         assert response.status_code == 303
-    [(disabled, seen)] = recorder.of(AccountDisabled)
-    assert disabled == AccountDisabled(
+    [(deleted, seen)] = recorder.of(AccountDeleted)
+    assert deleted == AccountDeleted(
         user_id=alice_id,
         username="alice",
         actor_id=root_id,
         ip="203.0.113.7",
         user_agent="HookTest/1.0",
-        sessions_ended=1,
-    )
-    assert seen.user is not None
-    assert not seen.user.is_active
-    assert seen.live_sessions == frozenset()
-    assert seen.last_audit == "user.disabled"
-
-    await site.bastion.accounts.delete(alice_id, actor_id=root_id)
-    [(deleted, seen)] = recorder.of(AccountDeleted)
-    assert deleted == AccountDeleted(
-        user_id=alice_id, username="alice", actor_id=root_id, ip=None, user_agent=None
     )
     assert seen.user is None
     assert seen.last_audit == "user.deleted"
+    assert recorder.kinds() == [
+        "SignedIn",
+        "SignedIn",
+        "PasswordChanged",
+        "SignedIn",
+        "AccountDisabled",
+        "AccountDeleted",
+    ]
 
 
 async def test_session_revoked_hook_fires_once_per_ended_session(
