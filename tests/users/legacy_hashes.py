@@ -15,10 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import bcrypt
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from bastion.users.models import Role
 
 DJANGO_SALT_CHARS = string.ascii_letters + string.digits
 # Low costs for the test data; the formats are the real ones.
@@ -102,9 +98,3 @@ def as_json(users: Sequence[Legacy]) -> bytes:
         for u in users
     ]
     return json.dumps(items).encode()
-
-
-async def define_roles(engine: AsyncEngine, *names: str) -> None:
-    """Roles that exist, written straight to the roles table."""
-    async with engine.begin() as connection:
-        await connection.execute(insert(Role), [{"name": name} for name in names])
