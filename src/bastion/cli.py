@@ -14,7 +14,8 @@ import secrets
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import typer
 
@@ -41,7 +42,13 @@ sessions_app = typer.Typer(
     help="Inspect and end sessions.", no_args_is_help=True, rich_markup_mode=None
 )
 keys_app = typer.Typer(help="Manage JWT signing keys.", no_args_is_help=True, rich_markup_mode=None)
+roles_app = typer.Typer(
+    help="Manage roles: a role can be granted once it is defined.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 app.add_typer(users_app, name="users")
+app.add_typer(roles_app, name="roles")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
@@ -188,7 +195,10 @@ def users_create(
     ],
     email: Annotated[str | None, typer.Option(metavar="EMAIL", help="E-mail address.")] = None,
     role: Annotated[
-        list[str] | None, typer.Option("--role", metavar="ROLE", help="Role; repeat for more.")
+        list[str] | None,
+        typer.Option(
+            "--role", metavar="ROLE", help="A defined role (bastion roles list); repeat for more."
+        ),
     ] = None,
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
@@ -196,9 +206,11 @@ def users_create(
 ) -> None:
     """Create a user."""
     load_settings()  # a bad setting is reported before the prompt
-    password = read_password(password_stdin)
 
     async def work(services: Any) -> None:
+        # An undefined role is refused before the password is typed.
+        await _require_defined_roles(services, role or ())
+        password = read_password(password_stdin)
         user = await services.accounts.create(name, password, email=email, roles=role or ())
         typer.echo(f"created user {user.username}")
 
@@ -225,6 +237,16 @@ def users_list() -> None:
         )
 
     run(work)
+
+
+async def _require_defined_roles(services: Any, names: Iterable[str]) -> None:
+    from bastion.users.roles import UnknownRole, check_role_name
+
+    defined = {role.name for role in await services.users.list_roles()}
+    for name in names:
+        if name.strip() not in defined:
+            check_role_name(name)  # a name no role can have says so, before "not defined"
+            raise UnknownRole(name)
 
 
 async def _require_user(services: Any, name: str) -> Any:
@@ -299,6 +321,131 @@ def users_delete(
         user = await _require_user(services, name)
         await services.accounts.delete(user.id)
         typer.echo(f"deleted user {user.username}")
+
+    run(work)
+
+
+@users_app.command("import")
+def users_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE", help="CSV with a header row, or JSON: a list of user objects."
+        ),
+    ],
+    format: Annotated[
+        Literal["csv", "json"] | None,
+        typer.Option("--format", metavar="FORMAT", help="csv or json (default: the extension)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row and report; write nothing.")
+    ] = False,
+) -> None:
+    """Import users with their password hashes (bcrypt, Argon2, Django's PBKDF2 and bcrypt),
+    re-hashed to Argon2id at each user's next sign-in. All rows or none: every refused row
+    is listed with its number, and then nothing is imported."""
+    from bastion.users.importer import ImportFileError, format_of, import_users, parse_users
+
+    load_settings()
+    try:
+        kind = format_of(file.name, format)
+        source = parse_users(file.read_bytes(), kind)
+    except ImportFileError as error:
+        fail(f"{file.name}: {error}")
+    except OSError as error:
+        fail(f"cannot read {file.name}: {error.strerror or type(error).__name__}")
+    if source.count == 0:
+        fail(f"{file.name}: no users in the file")
+
+    async def work(services: Any) -> Any:
+        return await import_users(
+            source,
+            users=services.users,
+            passwords=services.passwords,
+            audit=services.audit,
+            dry_run=dry_run,
+            detail={"by": "cli", "format": kind},
+        )
+
+    report = run(work)
+    for problem in report.problems:  # the report, on stdout; the verdict is the error line
+        typer.echo(str(problem))
+    if not report.accepted:
+        refused = len({problem.row for problem in report.problems})
+        fail(f"{refused} of {report.rows} row(s) refused; nothing imported")
+    if dry_run:
+        typer.echo(f"dry run: {report.rows} user(s) would be imported; nothing written")
+    else:
+        typer.echo(
+            f"imported {report.imported} user(s); each signs in with their old password, "
+            "re-hashed to Argon2id then"
+        )
+
+
+# ---- roles ----------------------------------------------------------------------------
+
+RoleName = Annotated[str, typer.Argument(metavar="NAME", help="Role name.")]
+
+
+@roles_app.command("list")
+def roles_list() -> None:
+    """List the defined roles, how many users hold each, and their descriptions."""
+
+    async def work(services: Any) -> None:
+        roles = await services.users.list_roles()
+        print_table(
+            ("NAME", "USERS", "DESCRIPTION"),
+            ((role.name, str(role.holders), role.description or "-") for role in roles),
+        )
+
+    run(work)
+
+
+@roles_app.command("create")
+def roles_create(
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME", help="Lowercase letters a-z, digits, '-' and '_' (e.g. staff)."
+        ),
+    ],
+    description: Annotated[
+        str | None,
+        typer.Option(metavar="TEXT", help="What the role allows (shown on the admin pages)."),
+    ] = None,
+) -> None:
+    """Define a role, so that users can be given it."""
+
+    async def work(services: Any) -> None:
+        role = await services.accounts.create_role(name, description)
+        typer.echo(f"created role {role.name}")
+
+    run(work)
+
+
+@roles_app.command("delete")
+def roles_delete(
+    name: RoleName,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Take the role from the users holding it first (their sessions end)."
+        ),
+    ] = False,
+) -> None:
+    """Delete a role that nobody holds (with --force, one that users hold). Not admin."""
+    from bastion.users.roles import RoleInUse
+
+    if force:
+        refuse_process_local_sessions(load_settings())
+
+    async def work(services: Any) -> None:
+        try:
+            taken = await services.accounts.delete_role(name, force=force)
+        except RoleInUse as error:
+            raise UserError(f"{error}; --force takes it from them (their sessions end)") from None
+        ended = f"; taken from {taken} user(s), their sessions ended" if taken else ""
+        typer.echo(f"deleted role {name}{ended}")
 
     run(work)
 

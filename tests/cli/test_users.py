@@ -22,6 +22,7 @@ from tests.cli.conftest import (
 def test_create_with_password_stdin_takes_one_line_without_its_newline(
     cli: Cli, library: Library
 ) -> None:
+    assert_ok(cli.invoke("roles", "create", "ops"))
     outcome = cli.script(
         "users", "create", "alice", "--email", "alice@example.org",
         "--role", "admin", "--role", "ops", "--password-stdin",
@@ -163,6 +164,7 @@ def test_create_prompt_refuses_an_empty_password(cli: Cli, library: Library) -> 
 
 
 def test_list_shows_name_email_state_and_roles(cli: Cli, library: Library) -> None:
+    assert_ok(cli.invoke("roles", "create", "ops"))
     assert_ok(
         cli.invoke(
             "users", "create", "alice", "--email", "alice@example.org",
