@@ -3,9 +3,12 @@
 BASTION_DATA_DIR=.bastion uvicorn docs.examples.hello_app:app
 """
 
-from fastapi import Depends, FastAPI
+from html import escape
 
-from bastion.fastapi import CurrentUser, install, require_role
+from fastapi import Depends, FastAPI
+from fastapi.responses import HTMLResponse
+
+from bastion.fastapi import CurrentUser, SignedInUser, install, require_role
 
 app = FastAPI()
 install(app)  # settings from BASTION_* environment variables
@@ -14,6 +17,11 @@ install(app)  # settings from BASTION_* environment variables
 @app.get("/hello")
 async def hello(user: CurrentUser) -> dict[str, str]:
     return {"hello": user.username}
+
+
+@app.get("/welcome", response_class=HTMLResponse)
+async def welcome(user: SignedInUser) -> str:
+    return f"<h1>Welcome, {escape(user.username)}</h1>"
 
 
 @app.get("/reports", dependencies=[Depends(require_role("staff"))])

@@ -49,17 +49,24 @@ def hello_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
 
 
 async def sign_in_and_call(app: FastAPI) -> None:
-    """Carol signs in through the API and calls the example's two routes."""
+    """Carol signs in through the API and calls the example's routes."""
     services = app.state.bastion.services
     hashed = await services.passwords.hash_async(PASSWORD)
     await services.users.create_user("carol", hashed)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         assert (await client.get("/hello")).status_code == 401
+        # The page sends a browser to sign in; an API client gets the 401.
+        browser = await client.get("/welcome", headers={"Accept": "text/html"})
+        assert browser.status_code == 303
+        assert browser.headers["location"] == "/login?next=/welcome"
+        assert (await client.get("/welcome")).status_code == 401
         grant = {"grant_type": "password", "username": "carol", "password": PASSWORD}
         token = (await client.post("/api/token", data=grant)).json()["access_token"]
         bearer = {"Authorization": f"Bearer {token}"}
         assert (await client.get("/hello", headers=bearer)).json() == {"hello": "carol"}
+        welcome = await client.get("/welcome", headers=bearer)
+        assert welcome.text == "<h1>Welcome, carol</h1>"
         assert (await client.get("/reports", headers=bearer)).status_code == 403
 
 
