@@ -35,6 +35,11 @@ def test_roles_are_created_listed_with_their_holders_and_deleted(
     assert [row[0] for row in roles(cli)] == ["admin", "staff"]
 
 
+def test_a_role_is_listed_with_its_description(cli: Cli) -> None:
+    assert_ok(cli.invoke("roles", "create", "staff", "--description", "Sees the reports"))
+    assert roles(cli) == [["admin", "0", "-"], ["staff", "0", "Sees the reports"]]
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [

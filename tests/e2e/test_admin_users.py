@@ -448,9 +448,18 @@ async def test_the_audit_page_names_the_admin_who_acted(
     assert '<td data-label="By">root</td>' in row.group(0)
 
 
+async def test_a_defined_roles_description_is_shown_beside_its_checkbox(
+    site: Site, client: httpx.AsyncClient
+) -> None:
+    await signed_in_admin(site, client)
+    await site.bastion.accounts.create_role("auditor", "Reads the <audit> log")
+    alice_id = await site.create_user("alice")
+    page = (await client.get(f"/admin/users/{alice_id}/roles")).text
+    assert checkboxes(page) == {"admin": False, "auditor": False}
+    assert "Reads the &lt;audit&gt; log" in page
+
+
 async def test_the_role_checkboxes_show_each_roles_description(site: Site) -> None:
-    # Rendered alone: descriptions come from the database once its roles table has the
-    # column for them (docs/administration.md).
     template = site.bastion.templates.env.get_template("admin_role_choices.html")
     html = template.render(
         roles=[RoleRecord("admin", None, 1), RoleRecord("staff", "Sees the <b>reports</b>", 0)],

@@ -374,7 +374,7 @@ def test_migration_files_ship_inside_the_package() -> None:
     assert (packaged / "versions" / "0003_username_skeleton.py").is_file()
     assert (packaged / "initial_schema.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
 
 
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])

@@ -30,6 +30,7 @@ from bastion.exceptions import UserError
 USERNAME_MAX_LENGTH = 150
 EMAIL_MAX_LENGTH = 254  # RFC 5321 path limit
 ROLE_MAX_LENGTH = 64
+ROLE_DESCRIPTION_MAX_LENGTH = 200
 USER_AGENT_MAX_LENGTH = 512
 SESSION_REF_MAX_LENGTH = 64
 IP_MAX_LENGTH = 64
@@ -105,6 +106,7 @@ class Role(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(ROLE_MAX_LENGTH), unique=True, index=True)
+    description: Mapped[str | None] = mapped_column(String(ROLE_DESCRIPTION_MAX_LENGTH))
 
 
 class UserRole(Base):

@@ -25,7 +25,6 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    null,
     or_,
     select,
     update,
@@ -510,10 +509,8 @@ class UserRepository:
 
     async def list_roles(self) -> list[RoleRecord]:
         """Every defined role by name, with how many users hold it."""
-        description = _role_description()
-        text = description if description is not None else null()
         query = (
-            select(Role.name, text, func.count(UserRole.user_id))
+            select(Role.name, Role.description, func.count(UserRole.user_id))
             .outerjoin(UserRole, UserRole.role_id == Role.id)
             .group_by(Role.id)
             .order_by(Role.name)
@@ -524,14 +521,10 @@ class UserRepository:
 
     async def create_role(self, name: str, description: str | None = None) -> RoleRecord:
         """Define a role (a slug, see :func:`check_role_name`); ``UserError`` when it
-        exists. A description needs the roles table's description column."""
+        exists."""
         name = check_role_name(name)
-        values: dict[str, Any] = {"name": name}
         text = check_role_description(description)
-        if text is not None:
-            if _role_description() is None:
-                raise UserError(NO_ROLE_DESCRIPTIONS)
-            values["description"] = text
+        values: dict[str, Any] = {"name": name, "description": text}
         try:
             async with self._connection() as connection:
                 await connection.execute(insert(Role).values(values))
@@ -667,15 +660,6 @@ class UserRepository:
             result = await connection.execute(statement)
             if _rowcount(result) == 0:
                 raise UserError(UNKNOWN_USER)
-
-
-NO_ROLE_DESCRIPTIONS = "this database keeps no role descriptions yet (no description column)"
-
-
-def _role_description() -> Any:
-    """The roles table's description column, or None where the schema has none yet:
-    descriptions are optional, and every role feature works without them."""
-    return getattr(Role, "description", None)
 
 
 def _user_columns(account: NewUser, now: datetime) -> dict[str, Any]:

@@ -11,10 +11,9 @@ import re
 from typing import Final
 
 from bastion.exceptions import UserError
-from bastion.users.models import ROLE_MAX_LENGTH
+from bastion.users.models import ROLE_DESCRIPTION_MAX_LENGTH, ROLE_MAX_LENGTH
 
 ADMIN_ROLE: Final = "admin"
-ROLE_DESCRIPTION_MAX_LENGTH: Final = 200
 _SLUG: Final = re.compile(r"[a-z0-9][a-z0-9_-]*")
 
 
