@@ -574,8 +574,8 @@ class Passwords:
                 limits = getattr(scheme, "limits", None)
                 detail = f" (expected {limits})" if isinstance(limits, str) else ""
                 return f"not a valid {scheme.name} password hash{detail}"
-        if hash.startswith("!"):
-            return "an unusable password (Django's '!' marker): there is no password to keep"
+        if hash.startswith(UNUSABLE_PASSWORD_PREFIX):
+            return "an unusable password marker: there is no password to keep"
         names = ", ".join(scheme.name for scheme in schemes)
         return f"unknown password hash format (known: {names})"
 

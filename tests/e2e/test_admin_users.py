@@ -8,10 +8,12 @@ CSRF token or for a signed-in user who is not an admin.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from bastion.clock import FakeClock
 from bastion.passwords import has_usable_password
@@ -324,6 +326,32 @@ async def test_admin_deletes_a_user_after_confirming(site: Site) -> None:
     assert await site.bastion.services.sessions.list_for_user(alice_id) == []
     (deleted,) = await events(site, "user.deleted")
     assert (deleted.username, deleted.actor_id) == ("alice", root_id)
+
+
+async def test_deleting_a_user_the_applications_rows_still_hold_says_so(
+    site: Site, client: httpx.AsyncClient
+) -> None:
+    """An application table with a plain foreign key to bastion_users keeps the user:
+    the confirmation page says why (400), never a 404 or a 500."""
+    await signed_in_admin(site, client)
+    alice_id = await site.create_user("alice")
+    table = f"app_notes_{secrets.token_hex(4)}"
+    async with site.bastion.services.engine.begin() as conn:
+        await conn.execute(
+            text(
+                f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, "
+                "owner_id INTEGER NOT NULL REFERENCES bastion_users (id))"
+            )
+        )
+        await conn.execute(text(f"INSERT INTO {table} VALUES (1, {alice_id})"))
+    try:
+        response = await admin_post(client, f"/admin/users/{alice_id}/delete", {"confirm": "alice"})
+        assert response.status_code == 400
+        assert "The application still holds data of this user; remove it first." in response.text
+        assert await site.bastion.services.users.get_by_id(alice_id) is not None
+    finally:
+        async with site.bastion.services.engine.begin() as conn:
+            await conn.execute(text(f"DROP TABLE {table}"))
 
 
 async def test_an_admin_cannot_delete_themselves(site: Site, client: httpx.AsyncClient) -> None:

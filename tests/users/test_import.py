@@ -13,7 +13,7 @@ from bastion import passwords as passwords_module
 from bastion.audit import AuditTrail
 from bastion.auth import Authenticator
 from bastion.exceptions import AuthenticationFailed, UserError
-from bastion.passwords import Passwords
+from bastion.passwords import Passwords, has_usable_password
 from bastion.users.importer import (
     ImportFileError,
     ImportReport,
@@ -306,6 +306,27 @@ async def test_imported_accounts_keep_is_active_and_a_disabled_one_cannot_sign_i
     assert not off.is_active
     with pytest.raises(AuthenticationFailed):
         await authenticator.authenticate("off", "pw-off", ip=None, user_agent=None, channel="web")
+
+
+async def test_a_django_account_without_a_usable_password_comes_across_as_one(
+    repo: UserRepository, fast_passwords: Passwords
+) -> None:
+    """Django marks such accounts (external sign-in only, or locked on purpose) with ``!``:
+    the account is imported, no password opens it, not even the marker's own text."""
+    marker = "!x3Kq9ZlPp2mW8Rr5Tt7Vv1Yy4Aa6Cc0Ee2Gg4Ii"
+    data = f"username,password_hash\nsocial,{marker}\n".encode()
+    report = await run_import(repo, fast_passwords, data, "csv")
+    assert (report.imported, report.problems) == (1, ())
+    social = await repo.get_by_username("social")
+    assert social is not None
+    assert not has_usable_password(social.password_hash)
+    assert social.password_hash != marker  # Bastion's own marker, not the file's text
+    authenticator = Authenticator(repo, fast_passwords, AuditTrail(repo))
+    for guess in (marker, marker[1:], ""):
+        with pytest.raises(AuthenticationFailed):
+            await authenticator.authenticate(
+                "social", guess, ip=None, user_agent=None, channel="web"
+            )
 
 
 # -- the batch insert ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from bastion.exceptions import UserError
 from bastion.fastapi.dependencies import Principal, client_ip, require_role
 from bastion.fastapi.install import Bastion, BastionDep
 from bastion.passwords import has_usable_password
-from bastion.users.repository import UserRecord
+from bastion.users.repository import UserRecord, UserStillReferenced
 from bastion.users.roles import ADMIN_ROLE
 
 PAGE_SIZE = 50
@@ -334,6 +334,8 @@ async def delete_user(
         return _delete_form(request, bastion, admin, target, MESSAGES["confirm_delete"])
     try:
         await bastion.accounts.delete(target.id, **_context(request, admin))
+    except UserStillReferenced as error:  # the application's own rows hold the user
+        return _delete_form(request, bastion, admin, target, _refusal(error))
     except UserError as error:  # deleted meanwhile
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=MESSAGES["no_user"]) from error
     return _done("deleted")

@@ -25,7 +25,7 @@ from typing import Any, Final, Literal, get_args
 
 from bastion.audit import AuditTrail
 from bastion.exceptions import UserError
-from bastion.passwords import Passwords
+from bastion.passwords import Passwords, unusable_password_hash
 from bastion.text import clean_text
 from bastion.users.models import check_new_username, normalize_email, normalize_role
 from bastion.users.repository import NewUser, UserRepository, new_user
@@ -36,6 +36,7 @@ FORMATS: Final[tuple[Format, ...]] = get_args(Format)
 COLUMNS: Final = ("username", "email", "password_hash", "roles", "is_active")
 REQUIRED_COLUMNS: Final = ("username", "password_hash")
 
+DJANGO_UNUSABLE_PREFIX: Final = "!"
 _TRUE: Final = frozenset({"1", "true", "t", "yes", "y", "on"})
 _FALSE: Final = frozenset({"0", "false", "f", "no", "n", "off"})
 
@@ -176,14 +177,16 @@ def _check_rows(
     an unusable hash still takes part in the later checks, so one run reports everything."""
     accounts: list[tuple[int, NewUser]] = []
     for row in rows:
-        unusable = passwords.why_unusable(row.password_hash)
+        stored = _stored_hash(row.password_hash)
+        # A Django marker became Bastion's own: nothing to verify.
+        unusable = passwords.why_unusable(stored) if stored == row.password_hash else None
         if unusable is not None:
             problems.append(RowProblem(row.row, unusable))
         reasons = _field_reasons(row)
         if reasons:
             problems.extend(RowProblem(row.row, reason) for reason in reasons)
             continue
-        account = new_user(row.username, row.password_hash, row.email, row.roles, row.is_active)
+        account = new_user(row.username, stored, row.email, row.roles, row.is_active)
         accounts.append((row.row, account))
     # The same name, look-alike or address twice in the file: the later row is reported.
     first: dict[tuple[str, str], int] = {}
@@ -195,6 +198,16 @@ def _check_rows(
         else:
             problems.append(RowProblem(number, clash))
     return unique
+
+
+def _stored_hash(given: str) -> str:
+    """What to store for a row's hash. Django marks an account without a usable password
+    (made for external sign-in, or disabled on purpose) with ``!`` and random text; such
+    an account comes across as one here too: it exists, no password opens it, and an
+    operator can set one (``bastion users set-password``, the admin pages)."""
+    if isinstance(given, str) and given.startswith(DJANGO_UNUSABLE_PREFIX):
+        return unusable_password_hash()
+    return given
 
 
 def _field_reasons(row: SourceRow) -> list[str]:
