@@ -313,7 +313,7 @@ def _plan(endpoint: Callable[..., Any], scope: CacheScope, vary: tuple[str, ...]
     if scope in ("user", "role") and principal is None:
         raise TypeError(
             f"{where}: scope={scope!r} needs a principal parameter "
-            "(CurrentUser, OptionalUser or a require_role dependency)"
+            "(CurrentUser, OptionalUser, SignedInUser or a require_role dependency)"
         )
     if scope == "public" and principal is not None:
         raise TypeError(

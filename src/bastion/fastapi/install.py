@@ -210,9 +210,12 @@ def install(
     ``csp_additions`` adds sources to the Content-Security-Policy of the application's
     own paths under a prefix, ``{"/reports": {"img-src": ["https://charts.example"]}}``
     (checked here: see :class:`bastion.asgi.headers.CSPAdditions`); Bastion's own routes
-    keep their policy whatever the prefix. ``engine`` is the application's own
-    ``AsyncEngine`` on the database of ``BASTION_DATABASE_URL``, for one pool (Bastion
-    never disposes it; docs/existing-app.md).
+    keep their policy whatever the prefix.
+
+    ``engine`` is the application's own ``AsyncEngine`` on the database of
+    ``BASTION_DATABASE_URL``, for one pool (Bastion never disposes it;
+    docs/existing-app.md).
+
     Returns the :class:`Bastion` object (also at ``app.state.bastion``).
     """
     settings = settings or Settings()
