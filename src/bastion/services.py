@@ -7,6 +7,7 @@ such as ``bastion users disable`` ends sessions exactly the way the web app woul
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -23,6 +24,7 @@ from bastion.exceptions import ConfigError
 from bastion.files import make_private_dir
 from bastion.hooks import Hooks
 from bastion.keys import KeyRing
+from bastion.mail import Mailer, build_mailer
 from bastion.passwords import Passwords
 from bastion.ratelimit import AddressLimit, LoginThrottle
 from bastion.refresh import RefreshTokens
@@ -58,6 +60,7 @@ class Services:
     accounts: Accounts
     authenticator: Authenticator
     cache: Cache
+    mailer: Mailer
     redis: Any | None = None
     hooks: Hooks = field(default_factory=Hooks)
     # False for the application's own engine (``open_services(engine=...)``): its pool is
@@ -67,6 +70,8 @@ class Services:
     async def aclose(self) -> None:
         # Hooks still running may use the stores and the database: they finish first.
         await self.hooks.aclose()
+        # Mail still queued gets a bounded last chance (it needs none of the stores).
+        await self.mailer.aclose()
         for store in (self.session_store, self.cache_store, self.ratelimit_store):
             await store.aclose()
         if self.redis is not None:
@@ -109,9 +114,11 @@ async def open_services(
     passwords: Passwords | None = None,
     hooks: Hooks | None = None,
     engine: AsyncEngine | None = None,
+    templates_dir: str | Path | None = None,
 ) -> Services:
     """Connect to the database and stores named by ``settings``; ``hooks`` are the
-    application's (the CLI has none).
+    application's (the CLI has none); ``templates_dir`` is the application's template
+    folder (its ``mail/`` files replace Bastion's mail templates).
 
     ``engine`` is the application's own engine, to share its pool: it must be the
     database of ``BASTION_DATABASE_URL`` (which ``bastion db upgrade`` and the CLI use),
@@ -119,6 +126,8 @@ async def open_services(
     """
     hooks = hooks or Hooks()
     settings.check_startup()
+    # Before any connection opens: a mail setting it refuses leaves nothing to close.
+    mailer = build_mailer(settings, templates_dir=templates_dir)
     if is_embedded(settings):
         make_private_dir(settings.data_dir)
     owns_engine = engine is None
@@ -217,6 +226,7 @@ async def open_services(
             hooks=hooks,
         ),
         cache=cache,
+        mailer=mailer,
         redis=redis,
         hooks=hooks,
         owns_engine=owns_engine,

@@ -12,6 +12,7 @@ import secrets
 import unicodedata
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -22,7 +23,10 @@ from bastion.files import make_private_dir
 
 Environment = Literal["development", "production", "test"]
 StoreKind = Literal["memory", "sql", "redis"]
+EmailVerification = Literal["off", "optional", "required"]
 JWTAlgorithm = Literal["HS256", "EdDSA", "ES256", "RS256"]
+EmailBackendKind = Literal["console", "file", "smtp"]
+SMTPSecurity = Literal["starttls", "tls", "none"]
 
 MIN_SECRET_BYTES = 32
 SECRET_FILE_NAME = "secret_key"  # noqa: S105 - a file name, not a secret
@@ -215,6 +219,72 @@ class Settings(BaseSettings):
         description="The site's name in every page title, the header, the error pages, "
         "`/docs`, emails and the TOTP issuer: one line of at most 100 characters.",
     )
+    public_url: str = Field(
+        "",
+        description="Absolute base of the links in emails, `scheme://host[:port]` (http or "
+        "https, no path, query or fragment). Empty: in development, the request's own "
+        "origin; production needs it once email is on (`bastion check --deploy`).",
+    )
+    email_backend: EmailBackendKind | None = Field(
+        None,
+        description="Where mail goes: `console` (logged with its body and links: "
+        "development only), `file` (one .eml per message in <data dir>/outbox/) or `smtp`. "
+        "Default: `console` in development, `smtp` in production.",
+    )
+    email_from: str = Field(
+        "Bastion <noreply@localhost>",
+        description="Sender (From) of every email: one address, with an optional display name.",
+    )
+    smtp_host: str = Field("localhost", description="SMTP server host name or address.")
+    smtp_port: int = Field(
+        587, ge=1, le=65535, description="SMTP server port (587 for STARTTLS, 465 for TLS)."
+    )
+    smtp_security: SMTPSecurity = Field(
+        "starttls",
+        description="`starttls` (required: a server that does not offer it is not used), "
+        "`tls` (TLS from the first byte, usually port 465) or `none` (plain text: only for a "
+        "relay on the same machine).",
+    )
+    smtp_username: str = Field("", description="User name for SMTP AUTH; empty: no AUTH.")
+    smtp_password: SecretStr | None = Field(
+        None, description="Password for SMTP AUTH (with `BASTION_SMTP_USERNAME`)."
+    )
+    smtp_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds each SMTP step (connecting, TLS, each command) may take; one "
+        "delivery at most four times that.",
+    )
+    smtp_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the certificate authorities trusted for the SMTP server "
+        "(a private CA). Default: the system's. Certificates are always verified.",
+    )
+    email_token_ttl: int = Field(
+        3600,
+        ge=60,
+        le=604_800,
+        description="Lifetime of password-reset, e-mail verification and e-mail change links, "
+        "seconds (each link also works once only).",
+    )
+    email_verification: EmailVerification = Field(
+        "optional",
+        description="`off`; `optional` (registration mails a verification link, sign-in is "
+        "allowed meanwhile); `required` (an account with an unverified address gets no "
+        "session until the link is followed; registration then asks for an address).",
+    )
+    password_reset_ip_limit: str = Field(
+        "10/hour",
+        description="Password-reset requests per client address (IPv6: per /64), page and "
+        "API together; past it they get 429.",
+    )
+    email_link_limit: str = Field(
+        "3/hour",
+        description="Links of one kind (password reset, verification, address change) mailed "
+        "per account or per address asked for; past it requests still get the usual "
+        "answer, but nothing is sent (no inbox can be flooded).",
+    )
 
     @field_validator("secret_key_fallbacks", "trusted_proxies", "trusted_origins", mode="before")
     @classmethod
@@ -226,7 +296,9 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         return normalize_url(value) if value else value
 
-    @field_validator("login_ip_limit", "registration_ip_limit")
+    @field_validator(
+        "login_ip_limit", "registration_ip_limit", "password_reset_ip_limit", "email_link_limit"
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         parse_rate(value)
@@ -246,6 +318,60 @@ class Settings(BaseSettings):
             raise ValueError("site name must not contain control characters")
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError as error:
+            raise ValueError("public URL has an invalid port") from error
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or not is_one_line(value)
+            or any(char.isspace() for char in value)
+        ):
+            raise ValueError("public URL must look like https://host[:port]")
+        if (
+            parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or "?" in value
+            or "#" in value
+        ):
+            raise ValueError("public URL must have no path, query or fragment")
+        # No trailing slash: links are the URL followed by their path.
+        return f"{parts.scheme}://{parts.netloc.lower()}"
+
+    @field_validator("email_from")
+    @classmethod
+    def _email_from(cls, value: str) -> str:
+        from bastion.mail.addresses import MailError, parse_sender
+
+        try:
+            parse_sender(value)
+        except MailError as error:
+            raise ValueError(str(error)) from error
+        return value.strip()
+
+    @field_validator("smtp_password", mode="before")
+    @classmethod
+    def _smtp_password(cls, value: object) -> object:
+        return None if value == "" else value  # BASTION_SMTP_PASSWORD= means none
+
+    @field_validator("smtp_host")
+    @classmethod
+    def _smtp_host(cls, value: str) -> str:
+        value = value.strip()
+        if not value or not is_one_line(value) or any(char.isspace() for char in value):
+            raise ValueError("SMTP host must be a host name or an address")
+        return value
+
     @field_validator("trusted_origins")
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
@@ -261,6 +387,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name}=redis needs BASTION_REDIS_URL")
         if self.session_absolute_timeout < self.session_idle_timeout:
             raise ValueError("session_absolute_timeout must be >= session_idle_timeout")
+        if bool(self.smtp_username) != (self.smtp_password is not None):
+            raise ValueError("smtp_username and smtp_password go together (SMTP AUTH)")
         return self
 
     # ---- derived values -------------------------------------------------------------
@@ -286,12 +414,26 @@ class Settings(BaseSettings):
         return "sql" if concern == "session" else "memory"
 
     @property
+    def resolved_email_backend(self) -> EmailBackendKind:
+        if self.email_backend is not None:
+            return self.email_backend
+        return "smtp" if self.is_production else "console"
+
+    @property
     def login_ip_rate(self) -> tuple[int, int]:
         return parse_rate(self.login_ip_limit)
 
     @property
     def registration_ip_rate(self) -> tuple[int, int]:
         return parse_rate(self.registration_ip_limit)
+
+    @property
+    def password_reset_ip_rate(self) -> tuple[int, int]:
+        return parse_rate(self.password_reset_ip_limit)
+
+    @property
+    def email_link_rate(self) -> tuple[int, int]:
+        return parse_rate(self.email_link_limit)
 
     def secret_bytes(self) -> bytes:
         """The current master secret; generates and keeps one in development."""

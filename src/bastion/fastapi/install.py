@@ -45,10 +45,22 @@ log = logging.getLogger("bastion.security")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STATIC_PATH = "/_bastion/static"
 # Routes Bastion owns: bodies over the limit get 413 before anything parses them.
-AUTH_PREFIXES = ("/login", "/logout", "/register", "/account", "/admin", "/api/")
+AUTH_PREFIXES = (
+    "/login",
+    "/logout",
+    "/register",
+    "/account",
+    "/admin",
+    "/api/",
+    "/password/",
+    "/email/",
+)
 # The token endpoints are not cookie-authenticated, so CSRF does not apply (RFC 6749 clients
-# and Swagger UI post there without a session).
-CSRF_EXEMPT = frozenset({"/api/token", "/api/token/revoke"})
+# and Swagger UI post there without a session); nor do the reset API's, whose requests
+# carry their own proof (an address that gets the mail, a mailed token) and no cookie's.
+CSRF_EXEMPT = frozenset(
+    {"/api/token", "/api/token/revoke", "/api/password/forgot", "/api/password/reset"}
+)
 # Request headers above this total (names and values) get 431; browsers and proxies stay
 # far below it (nginx's default allows about 32 KiB).
 MAX_HEADER_BYTES = 64 * 1024
@@ -77,6 +89,7 @@ class Bastion:
             settings.fallback_secret_bytes(),
             purpose="bastion.presession",
         )
+        self.templates_dir = templates_dir  # also the mail templates' (under mail/)
         self.templates = Templates(templates_dir, site_name=settings.site_name)
         self.errors = ErrorRenderer(self.templates)
         self._services: Services | None = None
@@ -97,7 +110,10 @@ class Bastion:
                 return
             await migrate_embedded(self.settings)
             self._services = await open_services(
-                self.settings, hooks=self.hooks, engine=self.engine
+                self.settings,
+                hooks=self.hooks,
+                engine=self.engine,
+                templates_dir=self.templates_dir,
             )
 
     async def shutdown(self) -> None:
@@ -136,13 +152,21 @@ class Bastion:
         method: str = "password",
     ) -> tuple[str, Session]:
         """A new session for ``user`` signed in by ``request``; with ``channel``, the sign-in
-        (by ``method``) is also recorded as ``login.success`` and reaches the hooks."""
+        (by ``method``) is also recorded as ``login.success`` and reaches the hooks.
+
+        Every session starts here, so this is where ``BASTION_EMAIL_VERIFICATION=required``
+        holds back an account whose address is not verified
+        (:class:`bastion.recovery.EmailNotVerified`)."""
         ip = client_ip(request)
         user_agent = request.headers.get("user-agent")
+        await self.services.recovery.require_verified(
+            user, ip=ip, user_agent=user_agent, channel=channel or "web"
+        )
         raw_id, session = await self.services.sessions.create(
             user.id,
             username=user.username,
             email=user.email,
+            email_verified=user.email_verified,
             roles=user.roles,
             kind=kind,
             remember=remember,
@@ -270,16 +294,23 @@ def install(
     from bastion.fastapi.api import router as api_router
     from bastion.fastapi.docs import install_docs
     from bastion.fastapi.health import router as health_router
+    from bastion.fastapi.recovery import api_router as recovery_api_router
     from bastion.fastapi.wellknown import router as wellknown_router
 
-    _add_routes(app, health_router, wellknown_router, api_router)
+    _add_routes(app, health_router, wellknown_router, api_router, recovery_api_router)
     install_docs(app, settings.site_name)
     if pages:
         from bastion.fastapi.account import router as account_router
         from bastion.fastapi.admin import router as admin_router
         from bastion.fastapi.pages import router as pages_router
+        from bastion.fastapi.recovery import router as recovery_router
 
-        pages_routes = [*pages_router.routes, *account_router.routes, *admin_router.routes]
+        pages_routes = [
+            *pages_router.routes,
+            *account_router.routes,
+            *admin_router.routes,
+            *recovery_router.routes,
+        ]
         app.router.routes.append(RouteGroup([r for r in pages_routes if isinstance(r, APIRoute)]))
     bastion_routes.extend(r for r in app.router.routes if all(r is not b for b in routes_before))
 
