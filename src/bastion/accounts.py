@@ -176,11 +176,13 @@ class Accounts:
         *,
         keep_session: str | None = None,
         actor_id: int | None = None,
+        audit_detail: dict[str, Any] | None = None,
         **context: Any,
     ) -> list[str]:
         """Set a new password and end every session of the user but ``keep_session``
         (their access and refresh tokens die with them); the account's login back-off ends
-        too. Returns the ended session keys."""
+        too. ``audit_detail`` adds to the audit record (how it was set, e.g. by a reset
+        link). Returns the ended session keys."""
         user = await self.require(user_id)
         self.check_new_password(new_password, None, user.username)
         await self._forget_failures(user)
@@ -193,7 +195,7 @@ class Accounts:
             user_id=user_id,
             username=user.username,
             actor_id=actor_id,
-            detail={"sessions_ended": len(ended)},
+            detail={**(audit_detail or {}), "sessions_ended": len(ended)},
             **context,
         )
         await self.hooks.emit(
@@ -207,6 +209,38 @@ class Accounts:
             )
         )
         return ended
+
+    async def verify_email(self, user: UserRecord, **context: Any) -> bool:
+        """Mark ``user``'s address verified (its owner followed a link sent to it), if the
+        account still has that address; live sessions learn it. False when nothing
+        changed (another address by now, or verified already)."""
+        if user.email is None or not await self.users.mark_email_verified(user.id, user.email):
+            return False
+        await self.sessions.update_user(user.id, email_verified=True)
+        await self._changed(user.id)
+        await self.audit.record(
+            "email.verified", user_id=user.id, username=user.username, **context
+        )
+        return True
+
+    async def change_email(self, user: UserRecord, new_email: str, **context: Any) -> bool:
+        """Make the confirmed ``new_email`` the address of ``user`` (verified, since its
+        owner followed the link), if the account still has the address it had. Live
+        sessions learn it. ``UserError`` when another account holds the address (the
+        unique index decides, atomically); False when the account changed meanwhile."""
+        if not await self.users.change_email(user.id, user.email, new_email):
+            return False
+        address = new_email.strip()
+        await self.sessions.update_user(user.id, email=address, email_verified=True)
+        await self._changed(user.id)
+        await self.audit.record(
+            "email.changed",
+            user_id=user.id,
+            username=user.username,
+            detail={"from": user.email, "to": address},
+            **context,
+        )
+        return True
 
     async def set_active(
         self, user_id: int, active: bool, *, actor_id: int | None = None, **context: Any

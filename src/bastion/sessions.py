@@ -72,6 +72,7 @@ class Session:
     # rotates the one making it (Accounts.set_roles); `update_user` keeps names current.
     username: str = ""
     email: str | None = None
+    email_verified: bool = False
     roles: tuple[str, ...] = ()
     remember: bool = False
     kind: SessionKind = "browser"
@@ -127,7 +128,9 @@ class Session:
         for name in ("email", "ip", "user_agent"):
             if not isinstance(getattr(self, name, None), str | None):
                 raise ValueError("session record has a bad string")
-        if not isinstance(self.remember, bool) or self.kind not in ("browser", "api"):
+        if not isinstance(self.remember, bool) or not isinstance(self.email_verified, bool):
+            raise ValueError("session record has a bad flag")
+        if self.kind not in ("browser", "api"):
             raise ValueError("session record has a bad flag")
 
 
@@ -180,6 +183,7 @@ class SessionManager:
         *,
         username: str = "",
         email: str | None = None,
+        email_verified: bool = False,
         roles: Iterable[str] = (),
         remember: bool = False,
         kind: SessionKind = "browser",
@@ -208,6 +212,7 @@ class SessionManager:
             csrf_secret=new_csrf_secret(),
             username=username,
             email=email,
+            email_verified=email_verified,
             roles=tuple(sorted(roles)),
             remember=remember,
             kind=kind,
@@ -296,7 +301,13 @@ class SessionManager:
         return changed
 
     async def update_user(
-        self, user_id: int, *, username: str | None = None, roles: Iterable[str] | None = None
+        self,
+        user_id: int,
+        *,
+        username: str | None = None,
+        roles: Iterable[str] | None = None,
+        email: str | None = None,
+        email_verified: bool | None = None,
     ) -> int:
         """Refresh the user snapshot in every live session of the user; returns how many."""
         changes: dict[str, Any] = {}
@@ -304,6 +315,10 @@ class SessionManager:
             changes["username"] = username
         if roles is not None:
             changes["roles"] = tuple(sorted(roles))
+        if email is not None:
+            changes["email"] = email
+        if email_verified is not None:
+            changes["email_verified"] = email_verified
         sessions = await self.list_for_user(user_id)
         for session in sessions:
             await self.update(session, **changes)

@@ -372,9 +372,10 @@ def test_migration_files_ship_inside_the_package() -> None:
     assert (packaged / "versions" / "0001_initial.py").is_file()
     assert (packaged / "versions" / "0002_bastion_names.py").is_file()
     assert (packaged / "versions" / "0003_username_skeleton.py").is_file()
+    assert (packaged / "versions" / "0005_email_verified.py").is_file()
     assert (packaged / "initial_schema.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0004"
+    assert head_revision() == "0005"
 
 
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])

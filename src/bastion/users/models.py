@@ -95,6 +95,9 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When the current address was proven by a link sent to it; None: not (yet) verified.
+    # A change of address sets it, since the new address is only taken once confirmed.
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     roles: Mapped[set[Role]] = relationship(
         secondary="bastion_user_roles", collection_class=set, passive_deletes=True

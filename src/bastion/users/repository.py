@@ -77,6 +77,7 @@ except ImportError:  # pragma: no cover - asyncpg is a dependency, but SQLite ne
 _H = TypeVar("_H")  # what a guarded context yields: an ORM session or a Core connection
 
 DUPLICATE_USER = "user already exists"
+EMAIL_TAKEN = "this e-mail address belongs to another account"
 UNKNOWN_USER = "user not found"
 # Values per IN (...) list: far below SQLite's and asyncpg's limits on bound parameters.
 _IN_CHUNK = 500
@@ -96,6 +97,12 @@ class UserRecord:
     last_login_at: datetime | None
     password_changed_at: datetime
     roles: frozenset[str]
+    # When the current address was proven by a link sent to it (None: not verified).
+    email_verified_at: datetime | None = None
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email is not None and self.email_verified_at is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +239,7 @@ def _user_record(user: User | Row[Any], roles: Iterable[str] | None = None) -> U
         last_login_at=user.last_login_at,
         password_changed_at=user.password_changed_at,
         roles=names,
+        email_verified_at=user.email_verified_at,
     )
 
 
@@ -441,6 +449,44 @@ class UserRepository:
 
     async def record_login(self, user_id: int) -> None:
         await self._update(user_id, last_login_at=self._now())
+
+    async def mark_email_verified(self, user_id: int, email: str) -> bool:
+        """Mark the user's address verified, if it is still ``email`` (compared by key) and
+        not verified yet: one conditional UPDATE, so a link for an address the account has
+        since left verifies nothing. True when this call verified it."""
+        key = normalize_email(email)
+        statement = (
+            update(User)
+            .where(
+                User.id == user_id,
+                User.email_key == key,
+                User.email_verified_at.is_(None),
+            )
+            .values(email_verified_at=self._now())
+        )
+        async with self._connection() as connection:
+            return _rowcount(await connection.execute(statement)) == 1
+
+    async def change_email(self, user_id: int, old_email: str | None, new_email: str) -> bool:
+        """Give the user the confirmed address ``new_email`` (verified now), if their
+        address is still ``old_email``: one conditional UPDATE, so of two confirmations
+        racing for one account only the first changes it (False for the other). The unique
+        index on the address key decides between accounts: an address another account
+        holds, even one it took a moment ago, raises ``UserError(EMAIL_TAKEN)``."""
+        display = new_email.strip()
+        key = normalize_email(display)
+        old_key = normalize_email(old_email) if old_email else None
+        same_address = User.email_key.is_(None) if old_key is None else User.email_key == old_key
+        statement = (
+            update(User)
+            .where(User.id == user_id, same_address)
+            .values(email=display, email_key=key, email_verified_at=self._now())
+        )
+        try:
+            async with self._connection() as connection:
+                return _rowcount(await connection.execute(statement)) == 1
+        except sa_exc.IntegrityError:
+            raise UserError(EMAIL_TAKEN) from None
 
     async def delete_user(self, user_id: int) -> None:
         """Delete a user; the database drops their role links and unlinks their audit rows.
@@ -675,6 +721,7 @@ def _user_columns(account: NewUser, now: datetime) -> dict[str, Any]:
         "created_at": now,
         "last_login_at": None,
         "password_changed_at": now,
+        "email_verified_at": None,
     }
 
 
