@@ -43,14 +43,19 @@ def server_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[s
 
 @contextmanager
 def live_server(
-    data_dir: Path, extra: Mapping[str, str] | None = None, *, app: str | None = None
+    data_dir: Path,
+    extra: Mapping[str, str] | None = None,
+    *,
+    app: str | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[LiveServer]:
-    """``bastion serve`` on a free port: the reference app, or ``app`` (``MODULE:ATTR``)."""
+    """``bastion serve`` on a free port: the reference app, or ``app`` (``MODULE:ATTR``),
+    started in ``cwd`` (the application's folder, where ``--app`` finds its module)."""
     env = server_env(data_dir, extra)
     port = free_port()
     log = open(data_dir.parent / f"serve-{port}.log", "wb")  # noqa: SIM115 - closed below
     command = [BASTION, "serve", "--port", str(port), *(["--app", app] if app else [])]
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

@@ -627,6 +627,11 @@ def _uvicorn_target(target: str) -> tuple[Any, bool]:
     """The app to serve and whether it is a factory (a function returning the app)."""
     from uvicorn.importer import ImportFromStringError, import_from_string
 
+    # As with `uvicorn module:app`: the application's modules are found from the working
+    # folder (the console script's own path holds only its bin folder). uvicorn's worker
+    # and reload processes inherit this path.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         obj = import_from_string(target)
     except ImportFromStringError as error:
