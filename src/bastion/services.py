@@ -27,6 +27,7 @@ from bastion.keys import KeyRing
 from bastion.mail import Mailer, build_mailer
 from bastion.passwords import Passwords
 from bastion.ratelimit import AddressLimit, LoginThrottle
+from bastion.recovery import LinkKind, LinkTokens, Recovery
 from bastion.refresh import RefreshTokens
 from bastion.sessions import SessionManager, SessionPolicy
 from bastion.settings import Settings, StoreKind
@@ -61,6 +62,7 @@ class Services:
     authenticator: Authenticator
     cache: Cache
     mailer: Mailer
+    recovery: Recovery
     redis: Any | None = None
     hooks: Hooks = field(default_factory=Hooks)
     # False for the application's own engine (``open_services(engine=...)``): its pool is
@@ -70,6 +72,8 @@ class Services:
     async def aclose(self) -> None:
         # Hooks still running may use the stores and the database: they finish first.
         await self.hooks.aclose()
+        # Reset requests answered a moment ago still look up their account and mail it.
+        await self.recovery.aclose()
         # Mail still queued gets a bounded last chance (it needs none of the stores).
         await self.mailer.aclose()
         for store in (self.session_store, self.cache_store, self.ratelimit_store):
@@ -227,9 +231,56 @@ async def open_services(
         ),
         cache=cache,
         mailer=mailer,
+        recovery=_recovery(
+            settings, users, accounts, mailer, session_store, ratelimit_store, clock
+        ),
         redis=redis,
         hooks=hooks,
         owns_engine=owns_engine,
+    )
+
+
+def _recovery(
+    settings: Settings,
+    users: UserRepository,
+    accounts: Accounts,
+    mailer: Mailer,
+    session_store: Store,
+    ratelimit_store: Store,
+    clock: Clock,
+) -> Recovery:
+    """Password resets and address checks by mail. Spent links are remembered in the
+    session store, which every process shares (the rate-limit store may be each one's
+    own memory)."""
+    kinds: tuple[LinkKind, ...] = ("reset", "verify", "change")
+    return Recovery(
+        users=users,
+        accounts=accounts,
+        tokens=LinkTokens(
+            settings.secret_bytes(),
+            settings.fallback_secret_bytes(),
+            session_store,
+            ttl=settings.email_token_ttl,
+            clock=clock,
+        ),
+        mailer=mailer,
+        store=session_store,
+        request_limit=AddressLimit(
+            ratelimit_store,
+            *settings.password_reset_ip_rate,
+            what="password reset request",
+            prefix="reset:addr",
+        ),
+        link_limits={
+            kind: AddressLimit(
+                ratelimit_store,
+                *settings.email_link_rate,
+                what=f"{kind} mail",
+                prefix=f"mail:{kind}",
+            )
+            for kind in kinds
+        },
+        verification=settings.email_verification,
     )
 
 

@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from bastion.asgi.sessions import session_state
 from bastion.devices import describe
 from bastion.exceptions import AuthenticationFailed, RateLimited, UserError
-from bastion.fastapi.api import end_own_session
+from bastion.fastapi.api import end_own_session, link_base
 from bastion.fastapi.dependencies import PageUser, client_ip
 from bastion.fastapi.errors import throttled_message
 from bastion.fastapi.install import Bastion, BastionDep
@@ -152,9 +152,12 @@ async def register(
     _registration_open(bastion)
     services = bastion.services
     values = {"username": username[:150], "email": email[:254]}
+    verification = bastion.settings.email_verification
     try:
         if not username or not password:
             raise UserError("user name and password are required")
+        if verification == "required" and not email.strip():
+            raise UserError("an e-mail address is required: you will get a link to verify it")
         user = await services.accounts.register(
             username,
             email.strip() or None,
@@ -182,6 +185,11 @@ async def register(
             status_code=429,
             headers={"Retry-After": str(limited.retry_after)},
         )
+    if verification != "off":
+        services.recovery.send_verification_later(user, base_url=link_base(bastion, request))
+    if services.recovery.holds_back(user):
+        # No session until the address is verified.
+        return bastion.templates.render(request, "verify_sent.html", {})
     state = session_state(request.scope)
     previous = state.session.key if state.session else None
     raw_id, session = await bastion.start_session(request, user, replaces=previous)

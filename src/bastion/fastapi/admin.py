@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 from bastion.asgi.sessions import session_state
 from bastion.devices import describe
 from bastion.exceptions import UserError
+from bastion.fastapi.api import link_base
 from bastion.fastapi.dependencies import Principal, client_ip, require_role
 from bastion.fastapi.install import Bastion, BastionDep
 from bastion.passwords import has_usable_password
@@ -44,12 +45,14 @@ MESSAGES = {
     "confirm_delete": "Confirm the deletion with the button on this page.",
     "no_user": "No such user.",
     "no_session": "No such session.",
+    "no_public_url": "Links cannot be mailed: set BASTION_PUBLIC_URL.",
 }
 NOTICES = {
     "created": "The user was created.",
     "deleted": "The user was deleted; their sessions ended.",
     "password": "The password was set; the user's sessions and tokens ended.",
     "roles": "The roles were saved.",
+    "reset-link": "A password reset link was sent to the user's e-mail address.",
 }
 
 
@@ -298,6 +301,26 @@ async def reset_password(
     except UserError as error:
         return _password_form(request, bastion, admin, target, _refusal(error))
     return _done("password")
+
+
+@router.post("/users/{user_id}/reset-link")
+async def send_reset_link(
+    user_id: UserId, request: Request, admin: Admin, bastion: BastionDep
+) -> Response:
+    """Mail the user a link to choose a password themselves (audited with the admin)."""
+    target = await _target(bastion, user_id)
+    if target.id == admin.user_id:
+        return _password_form(request, bastion, admin, target)
+    base_url = link_base(bastion, request)
+    if base_url is None:
+        return _password_form(request, bastion, admin, target, MESSAGES["no_public_url"])
+    try:
+        await bastion.services.recovery.send_reset(
+            target, base_url=base_url, **_context(request, admin)
+        )
+    except UserError as error:
+        return _password_form(request, bastion, admin, target, _refusal(error))
+    return _done("reset-link")
 
 
 # ---- delete ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from bastion.exceptions import AuthenticationFailed, RateLimited, TokenError
 from bastion.fastapi.dependencies import CurrentUser, Principal, client_ip
 from bastion.fastapi.install import Bastion, BastionDep
 from bastion.fastapi.oauth_form import FormField, InvalidRequest, form_body, read_form
+from bastion.recovery import EmailNotVerified
 from bastion.refresh import RefreshTokenReused
 from bastion.sessions import Session
 
@@ -137,6 +138,18 @@ async def token(request: Request, bastion: BastionDep) -> JSONResponse:
     return oauth_error("unsupported_grant_type", "use password or refresh_token")
 
 
+def link_base(bastion: Bastion, request: Request) -> str | None:
+    """The absolute base of links in mails: ``BASTION_PUBLIC_URL``; in development, when it
+    is empty, this request's own origin. None in production without it (a request's Host
+    header must never choose where a reset link points)."""
+    public = bastion.settings.public_url
+    if public:
+        return public.rstrip("/")
+    if bastion.settings.is_production:
+        return None
+    return str(request.base_url).rstrip("/")
+
+
 async def _password_grant(
     request: Request, bastion: Bastion, username: str, password: str
 ) -> JSONResponse:
@@ -156,7 +169,16 @@ async def _password_grant(
             status.HTTP_429_TOO_MANY_REQUESTS,
             **{"Retry-After": str(limited.retry_after)},
         )
-    _, session = await bastion.start_session(request, user, kind="api", channel="api")
+    try:
+        _, session = await bastion.start_session(request, user, kind="api", channel="api")
+    except EmailNotVerified:
+        # Only a correct password gets here. A new link goes out (within the account's
+        # limit of verification mails), as the sign-in page offers one.
+        services.recovery.send_verification_later(user, base_url=link_base(bastion, request))
+        return oauth_error(
+            "email_not_verified",
+            "the account's e-mail address is not verified: follow the link mailed to it",
+        )
     access, claims = services.access_tokens.encode(str(user.id), session.key)
     refresh, _ = await services.refresh_tokens.issue(session)
     return token_response(access, claims.exp - claims.iat, refresh)
@@ -211,6 +233,7 @@ async def me(user: CurrentUser) -> dict[str, Any]:
     return {
         "username": user.username,
         "email": user.session.email,
+        "email_verified": user.session.email_verified,
         "roles": sorted(user.roles),
         "session_id": user.session_id,
     }

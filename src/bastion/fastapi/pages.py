@@ -14,6 +14,8 @@ from bastion.exceptions import AuthenticationFailed, RateLimited
 from bastion.fastapi.dependencies import PageUser, client_ip
 from bastion.fastapi.errors import throttled_message
 from bastion.fastapi.install import STATIC_DIR, BastionDep
+from bastion.fastapi.recovery import resend_ticket
+from bastion.recovery import EmailNotVerified
 from bastion.redirects import safe_next
 
 log = logging.getLogger("bastion.security")
@@ -21,7 +23,16 @@ router = APIRouter(include_in_schema=False)
 GENERIC_FAILURE = "Invalid user name or password."
 MAX_USERNAME = 150
 # The login page's notices, chosen by a fixed key in the query: never text from the URL.
-LOGIN_NOTICES = {"signed-out": "You have been signed out."}
+LOGIN_NOTICES = {
+    "signed-out": "You have been signed out.",
+    "password-reset": "Your password was changed and every session of your account ended. "
+    "Sign in with the new password.",
+}
+UNVERIFIED = (
+    "Your password is right, but the e-mail address of your account is not verified yet. "
+    "Follow the link we sent to it, or ask for a new one."
+)
+DASHBOARD_NOTICES = {"verify-sent": "We sent a new verification link to your address."}
 # Browsers and tools ask for /favicon.ico whatever a page links; it is favicon.svg as an icon.
 FAVICON = STATIC_DIR / "favicon.ico"
 
@@ -45,6 +56,7 @@ async def login_form(
         "next": safe_next(next) if next else "",
         "error": None,
         "notice": LOGIN_NOTICES.get(done),
+        "resend_ticket": None,
     }
     return bastion.templates.render(request, "login.html", context)
 
@@ -62,7 +74,11 @@ async def login_submit(
     authenticator = bastion.authenticator
     ip = client_ip(request)
     user_agent = request.headers.get("user-agent")
-    context = {"next": safe_next(next) if next else "", "username": username[:MAX_USERNAME]}
+    context = {
+        "next": safe_next(next) if next else "",
+        "username": username[:MAX_USERNAME],
+        "resend_ticket": None,
+    }
     try:
         user = await authenticator.authenticate(
             username[: MAX_USERNAME + 1],
@@ -85,9 +101,19 @@ async def login_submit(
         )
     remembered = remember is not None and remember.lower() in ("on", "1", "true", "yes")
     previous = state.session.key if state.session else None
-    raw_id, session = await bastion.start_session(
-        request, user, remember=remembered, replaces=previous, channel="web"
-    )
+    try:
+        raw_id, session = await bastion.start_session(
+            request, user, remember=remembered, replaces=previous, channel="web"
+        )
+    except EmailNotVerified:
+        # Said only now that the password proved right: it tells nobody else anything.
+        ticket = resend_ticket(bastion, user)
+        return bastion.templates.render(
+            request,
+            "login.html",
+            {**context, "error": UNVERIFIED, "resend_ticket": ticket},
+            status_code=403,
+        )
     max_age = bastion.settings.remember_me_timeout if remembered else None
     state.begin(raw_id, session, max_age=max_age)
     return RedirectResponse(safe_next(next), status_code=303)
@@ -111,5 +137,10 @@ async def dashboard(request: Request, user: PageUser, bastion: BastionDep) -> Re
     return bastion.templates.render(
         request,
         "dashboard.html",
-        {"session": session, "device": describe(session.user_agent)},
+        {
+            "session": session,
+            "device": describe(session.user_agent),
+            "notice": DASHBOARD_NOTICES.get(request.query_params.get("done", "")),
+            "verification": bastion.settings.email_verification,
+        },
     )
