@@ -20,7 +20,8 @@ from sqlalchemy.engine import make_url
 
 # pytester for the plugin's own tests; every_test_runs fails a run in which a collected
 # test never ran (tests/unit/test_every_test_runs.py).
-pytest_plugins = ["pytester", "tests.every_test_runs"]
+# tests.mail_server: a real SMTP server (aiosmtpd) as fixtures for every test.
+pytest_plugins = ["pytester", "tests.every_test_runs", "tests.mail_server"]
 
 # No per-example deadline: a timing limit is a timing assertion, and on a loaded CI machine
 # it fails tests whose behaviour is fine.

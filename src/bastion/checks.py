@@ -6,6 +6,7 @@ deployment (Django's ``check --deploy`` in spirit).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 from dataclasses import dataclass
@@ -214,6 +215,60 @@ def _deployment(settings: Settings, workers: int) -> list[Finding]:
     return found
 
 
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _email(settings: Settings) -> list[Finding]:
+    """Mail in a deployment: really sent, with links to the public site, over TLS."""
+    backend = settings.resolved_email_backend
+    if backend != "smtp":
+        where = "logged" if backend == "console" else "written to the outbox folder"
+        return [
+            Finding(
+                "email.not_sent",
+                "warning",
+                f"BASTION_EMAIL_BACKEND is {backend}: mail is {where}, not sent, and holds "
+                "working reset links; use smtp",
+            )
+        ]
+    found: list[Finding] = []
+    if not settings.public_url:
+        found.append(
+            Finding(
+                "email.no_public_url",
+                "warning",
+                "email is on (smtp) without BASTION_PUBLIC_URL: the links in emails need the "
+                "site's public address, e.g. https://app.example.com",
+            )
+        )
+    elif settings.public_url.startswith("http://"):
+        found.append(
+            Finding(
+                "email.insecure_public_url",
+                "warning",
+                "BASTION_PUBLIC_URL is plain HTTP: links in emails would carry their tokens "
+                "unencrypted",
+            )
+        )
+    if settings.smtp_security == "none" and not _is_loopback(settings.smtp_host):
+        found.append(
+            Finding(
+                "email.smtp_plaintext",
+                "warning",
+                f"mail goes to {settings.smtp_host} without TLS (BASTION_SMTP_SECURITY=none): "
+                "reset links and the SMTP password cross the network in clear text; use "
+                "starttls or tls",
+            )
+        )
+    return found
+
+
 def find_problems(settings: Settings, *, deploy: bool = False, workers: int = 1) -> list[Finding]:
     """Everything unsafe in ``settings``, most severe first."""
     found = (
@@ -223,5 +278,5 @@ def find_problems(settings: Settings, *, deploy: bool = False, workers: int = 1)
         + _process_local_sessions(settings)
     )
     if deploy:
-        found += _deployment(settings, workers)
+        found += _deployment(settings, workers) + _email(settings)
     return sorted(found, key=lambda f: (f.severity != "critical", f.code))

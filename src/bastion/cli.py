@@ -24,6 +24,7 @@ from bastion.settings import Settings
 
 T = TypeVar("T")
 DEFAULT_APP = "bastion.webapp.app:create_app"
+DEMO_EMAIL = "admin@example.com"
 
 # Plain help (click's layout): Rich panels label every option with its Python type, so a
 # flag such as --yes reads "--yes <bool>" as if it took a value. Options that take a value
@@ -52,6 +53,8 @@ app.add_typer(roles_app, name="roles")
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+mail_app = typer.Typer(help="Check outgoing mail.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(mail_app, name="mail")
 
 
 def fail(message: str) -> NoReturn:
@@ -323,6 +326,36 @@ def users_delete(
         typer.echo(f"deleted user {user.username}")
 
     run(work)
+
+
+@users_app.command("reset-link")
+def users_reset_link(
+    name: UserName,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            metavar="URL",
+            help="The site's address, e.g. https://example.com (default: BASTION_PUBLIC_URL).",
+        ),
+    ] = None,
+) -> None:
+    """Print a link with which the user chooses a new password (for sites without email):
+    it works once, for BASTION_EMAIL_TOKEN_TTL seconds, and dies with any change of the
+    account's password, address or state."""
+    if base_url is not None:
+        # Checked like the setting it stands in for, with the same message.
+        os.environ["BASTION_PUBLIC_URL"] = base_url
+    base = load_settings().public_url
+    if not base:
+        fail("set BASTION_PUBLIC_URL or pass --base-url with the site's address")
+
+    async def work(services: Any) -> str:
+        user = await _require_user(services, name)
+        link: str = await services.recovery.reset_link(user, base, detail={"by": "cli"})
+        return link
+
+    typer.echo(run(work))
 
 
 @users_app.command("import")
@@ -620,6 +653,44 @@ def db_upgrade() -> None:
     guarded(main, settings)
 
 
+# ---- mail ------------------------------------------------------------------------------
+
+
+@mail_app.command("test")
+def mail_test(
+    address: Annotated[
+        str, typer.Argument(metavar="ADDRESS", help="Where to send the test message.")
+    ],
+) -> None:
+    """Send the test message now through the configured backend; report where it went or
+    why it could not go (the server's own words included)."""
+    import logging
+
+    from bastion.mail import DeliveryFailed, build_mailer
+
+    settings = load_settings()
+
+    async def main() -> str:
+        mailer = build_mailer(settings)
+        message = mailer.render("test", to=address, context={})
+        # The console backend's output is a log record: show it on stderr.
+        handler = logging.StreamHandler(sys.stderr)
+        mail_log = logging.getLogger("bastion.mail")
+        mail_log.addHandler(handler)
+        mail_log.setLevel(logging.INFO)
+        try:
+            await mailer.deliver_now(message)
+        except DeliveryFailed as error:
+            said = " ".join(error.detail.split())  # a multi-line reply, on one line
+            fail(f"could not send: {error.reason}" + (f" ({said})" if said else ""))
+        finally:
+            mail_log.removeHandler(handler)
+        return mailer.backend.describe()
+
+    where = guarded(main, settings)
+    typer.echo(f"test message to {address}: {where}")
+
+
 # ---- serving --------------------------------------------------------------------------
 
 
@@ -637,6 +708,18 @@ def _uvicorn_target(target: str) -> tuple[Any, bool]:
     except ImportFromStringError as error:
         fail(str(error).splitlines()[0])
     return target, inspect.isfunction(obj)
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, with the tokens of recovery links hidden in its access log."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["bastion_tokens"] = {"()": "bastion.recovery.TokenPathFilter"}
+    config["handlers"]["access"].setdefault("filters", []).append("bastion_tokens")
+    return config
 
 
 def _serve(host: str, port: int, workers: int, target: str, reload: bool) -> None:
@@ -657,6 +740,7 @@ def _serve(host: str, port: int, workers: int, target: str, reload: bool) -> Non
         server_header=False,
         date_header=True,
         log_level="info",
+        log_config=_log_config(),
     )
 
 
@@ -689,26 +773,44 @@ def demo(
     host: Host = "127.0.0.1",
     port: Port = 8000,
 ) -> None:
-    """Serve the reference app with a demo admin account and a fresh random password."""
+    """Serve the reference app with a demo admin account and a fresh random password.
+    Mail goes to files in <data dir>/outbox/ unless BASTION_EMAIL_BACKEND says otherwise."""
+    from bastion.mail.backends import OUTBOX_FOLDER
+
     password = secrets.token_urlsafe(12)
     username = "admin"
+    if load_settings().email_backend is None:
+        # Set for this process and the server it runs: reset links can be tried at once.
+        os.environ["BASTION_EMAIL_BACKEND"] = "file"
+    settings = load_settings()
 
     async def work(services: Any) -> None:
         # Through Accounts like every other password: one policy, sessions ended, audited.
         accounts = services.accounts
         user = await services.users.get_by_username(username)
         if user is None:
-            await accounts.create(username, password, roles=("admin",))
+            await accounts.create(username, password, email=DEMO_EMAIL, roles=("admin",))
             return
+        if user.email is None:  # made by an older demo: the reset flow needs an address
+            await accounts.change_email(user, DEMO_EMAIL)
         await accounts.change_password(user.id, password)
         await accounts.set_active(user.id, True)
         await accounts.set_roles(user.id, {*user.roles, "admin"})
 
     run(work)
+    backend = settings.resolved_email_backend
+    if backend == "file":
+        outbox = (settings.data_dir / OUTBOX_FOLDER).resolve()
+        mail = f"files in {outbox}/ (one .eml file per message)"
+    elif backend == "console":
+        mail = "printed in this terminal"
+    else:
+        mail = f"sent through {settings.smtp_host}:{settings.smtp_port}"
     typer.echo(
         f"\nBastion demo is starting\n  URL:      http://{host}:{port}/\n"
-        f"  user:     {username}\n  password: {password}\n"
+        f"  user:     {username}\n  e-mail:   {DEMO_EMAIL}\n  password: {password}\n"
         f"  (generated {datetime.now().astimezone():%Y-%m-%d %H:%M}; a new one each start)\n"
+        f"  mail:     {mail}\n"
     )
     _serve(host, port, 1, DEFAULT_APP, False)
 

@@ -55,6 +55,7 @@ def test_check_deploy_passes_a_careful_production_setup(tmp_path: Path) -> None:
         BASTION_DATABASE_URL="postgresql+asyncpg://bastion@db.internal/bastion",
         BASTION_REDIS_URL="rediss://cache.internal:6380/0",
         BASTION_TRUSTED_PROXIES="10.0.0.0/8",
+        BASTION_PUBLIC_URL="https://app.example.com",
     )
     assert result.returncode == 0, result.stdout
     assert "no problems found" in result.stdout

@@ -32,6 +32,7 @@ def careful(tmp_path: Path, **overrides: Any) -> Settings:
         "database_url": "postgresql+asyncpg://bastion@db.internal/bastion",
         "redis_url": "rediss://cache.internal:6380/0",
         "trusted_proxies": ["10.0.0.0/8"],
+        "public_url": "https://app.example.com",
         **overrides,
     }
     return Settings(**values)

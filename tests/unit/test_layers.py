@@ -16,6 +16,8 @@ CORE = [
     "refresh", "services", "sessions", "settings", "signing", "tokens",
     "stores.base", "stores.memory", "stores.sql", "stores.redis",
     "users.models", "users.repository",
+    "mail", "mail.addresses", "mail.backends", "mail.mailer", "mail.message", "mail.outbox",
+    "mail.smtp", "mail.templates",
 ]  # fmt: skip
 
 
