@@ -273,11 +273,16 @@ class Recovery:
         path = TOKEN_PATHS[0] if kind == "reset" else TOKEN_PATHS[1]
         return f"{base_url.rstrip('/')}{path}{token}"
 
-    def reset_link(self, user: UserRecord, base_url: str) -> str:
-        """A password-reset link for ``user`` (``bastion users reset-link``)."""
+    async def reset_link(self, user: UserRecord, base_url: str, **context: Any) -> str:
+        """A password-reset link for an operator to pass on (``bastion users reset-link``);
+        audited as ``password.reset_link_made``, without the link."""
         if not user.is_active:
             raise UserError("the account is disabled; enable it first")
-        return self.link(base_url, "reset", self.tokens.make("reset", user))
+        link = self.link(base_url, "reset", self.tokens.make("reset", user))
+        await self.accounts.audit.record(
+            "password.reset_link_made", user_id=user.id, username=user.username, **context
+        )
+        return link
 
     def _valid_for(self) -> str:
         return describe_wait(self.tokens.ttl)
