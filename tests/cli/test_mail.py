@@ -13,7 +13,7 @@ def test_mail_test_sends_through_smtp_with_starttls_and_auth(
     server = mail_servers(security="starttls", auth=("mailer", "s3cret-pass"))
     outcome = cli.script("mail", "test", "alice@example.com", env=server.env())
     assert_ok(outcome)
-    assert f"sent to 127.0.0.1:{server.port} (starttls, smtp backend)" in outcome.stdout
+    assert f"sent to 127.0.0.1:{server.port} over STARTTLS (smtp backend)" in outcome.stdout
     [received] = server.received
     assert received.message["Subject"] == "Test message from Bastion"
     assert received.encrypted

@@ -79,7 +79,8 @@ class SMTPBackend:
 
     def describe(self) -> str:
         config = self.config
-        return f"sent to {config.host}:{config.port} ({config.security}, smtp backend)"
+        over = {"starttls": "STARTTLS", "tls": "TLS", "none": "plain text"}[config.security]
+        return f"sent to {config.host}:{config.port} over {over} (smtp backend)"
 
 
 def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
