@@ -471,6 +471,13 @@ async def test_every_form_route_refuses_a_post_without_the_csrf_token(
             f"/admin/users/{other}/password": new_password,
             f"/admin/users/{other}/delete": {"confirm": "alice"},
             f"/admin/sessions/{sid}/revoke": {},
+            "/password/forgot": {"email": "alice@example.com"},
+            "/password/reset": new_password,
+            "/password/reset/some.token": new_password,
+            "/email/verify/resend": {"ticket": "some-ticket"},
+            "/account/email": {"email": "new@example.com", "current_password": PASSWORD},
+            "/account/email/verify": {},
+            f"/admin/users/{other}/reset-link": {},
         }
         before = await site_state(site)
         for path, form in routes.items():
