@@ -99,3 +99,17 @@ async def test_file_backend_that_cannot_write_retries_then_gives_up(
     await mailer.send("test", to="alice@example.com", context={})
     assert await mailer.wait_idle(30)
     assert (mailer.stats.sent, mailer.stats.failed, mailer.stats.retried) == (0, 1, 2)
+
+
+async def test_file_backend_keeps_a_non_ascii_address_readable(
+    tmp_path: Path, mailers: MakeMailer
+) -> None:
+    mailer = mailers(email_backend="file")
+    await mailer.deliver_now(
+        Message(to="jürgen@example.com", subject="Grüße", text="Grüße.\n", html=None)
+    )
+    [path] = (tmp_path / "data" / "outbox").glob("*.eml")
+    mail = read_eml(path)
+    assert mail["To"] == "jürgen@example.com"
+    assert mail["Subject"] == "Grüße"
+    assert mail.get_content().rstrip() == "Grüße."

@@ -86,3 +86,24 @@ async def test_a_refused_recipient_is_permanent_and_the_reason_omits_the_address
     assert "550" in caught.value.reason
     assert "alice" not in caught.value.reason
     assert "no such user" in caught.value.detail  # the server's words, for the CLI only
+
+
+async def test_an_internationalised_domain_travels_in_its_ascii_form(
+    mail_server: MailServer, mailers: MakeMailer
+) -> None:
+    await mailers(mail_server).deliver_now(
+        Message(to="bob@bücher.example", subject="Hallo", text="Hallo.\n", html=None)
+    )
+    [received] = mail_server.received
+    assert received.rcpt_tos == ("bob@xn--bcher-kva.example",)
+    assert received.message["To"] == "bob@xn--bcher-kva.example"
+
+
+async def test_a_non_ascii_local_part_without_smtputf8_is_given_up_at_once(
+    mail_server: MailServer, mailers: MakeMailer
+) -> None:
+    mailer = mailers(mail_server)
+    await mailer.send("test", to="jürgen@example.com", context={})
+    assert await mailer.wait_idle(30)
+    assert (mailer.stats.failed, mailer.stats.retried) == (1, 0)
+    assert mail_server.received == []

@@ -38,21 +38,32 @@ def _single_address(value: str, what: str) -> Address:
 
 
 def check_recipient(to: str) -> str:
-    """``to`` when it is exactly one bare address, else :class:`MailError`."""
+    """``to`` when it is exactly one bare address (its domain in ASCII form), else
+    :class:`MailError`."""
     address = _single_address(to, "recipient")
     if address.display_name or address.addr_spec != to.strip():
         raise MailError("recipient must be a bare e-mail address")
-    return address.addr_spec
+    return Address(username=address.username, domain=_ascii_domain(address.domain)).addr_spec
 
 
 def parse_sender(value: str) -> Address:
-    """The sender's address from a ``From`` value such as ``Acme <noreply@acme.example>``."""
+    """The sender from a ``From`` value such as ``Acme <noreply@acme.example>``, its domain
+    in ASCII form."""
     address = _single_address(value.strip(), "sender")
+    return Address(
+        display_name=address.display_name,
+        username=address.username,
+        domain=_ascii_domain(address.domain),
+    )
+
+
+def _ascii_domain(domain: str) -> str:
+    """``domain`` as it travels: an internationalised name in its IDNA form (``xn--...``),
+    which every server takes (an encoded word in an address would not be one)."""
     try:
-        address.domain.encode("idna")  # the Message-ID names it in this form
+        return domain.encode("idna").decode("ascii").lower()
     except UnicodeError as error:
-        raise MailError("the sender's domain is not a valid domain name") from error
-    return address
+        raise MailError(f"{domain!r} is not a valid domain name") from error
 
 
 def domain_of(addr_spec: str) -> str:

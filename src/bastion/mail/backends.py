@@ -78,8 +78,10 @@ class FileBackend:
         self.folder = folder
 
     async def deliver(self, mail: EmailMessage) -> None:
-        # CRLF line ends, as the message would travel over SMTP.
-        data = mail.as_bytes(policy=policy.SMTP)
+        # CRLF line ends, as the message would travel over SMTP; UTF-8 headers (RFC 6532)
+        # only for an address that needs them, as SMTP would send it with SMTPUTF8.
+        utf8 = not (str(mail["To"]).isascii() and str(mail["From"]).isascii())
+        data = mail.as_bytes(policy=policy.SMTPUTF8 if utf8 else policy.SMTP)
         try:
             await asyncio.to_thread(self._write, data)
         except OSError as error:

@@ -47,8 +47,7 @@ class Mailer:
         self.backend = backend
         self.templates = templates
         self.sender = sender
-        # The Message-ID's right side: the sender's domain, in its ASCII (IDNA) form.
-        self._sender_domain = parse_sender(sender).domain.encode("idna").decode("ascii")
+        self._sender = parse_sender(sender)
         self._outbox = Outbox(
             backend, retry=retry or RetryPolicy(), capacity=capacity, concurrency=concurrency
         )
@@ -63,7 +62,7 @@ class Mailer:
 
     def compose(self, message: Message) -> EmailMessage:
         """``message`` as sent, with From, Date, Message-ID and Auto-Submitted."""
-        return compose(message, sender=self.sender, sender_domain=self._sender_domain)
+        return compose(message, sender=str(self._sender), sender_domain=self._sender.domain)
 
     async def send(self, template: str, *, to: str, context: Mapping[str, Any]) -> None:
         """Render now, deliver in the background."""

@@ -122,6 +122,9 @@ def as_delivery_failure(error: BaseException, config: SMTPConfig) -> DeliveryFai
         return DeliveryFailed(f"{server} did not answer in time")
     if isinstance(error, aiosmtplib.SMTPConnectError):
         return DeliveryFailed(f"cannot connect to {server}", detail=str(error))
+    if isinstance(error, aiosmtplib.SMTPNotSupported):
+        # A non-ASCII local part and a server without SMTPUTF8: it will never take it.
+        return DeliveryFailed(f"{server}: {error}", permanent=True)
     if isinstance(error, aiosmtplib.SMTPServerDisconnected):
         return DeliveryFailed(f"{server} closed the connection")
     if isinstance(error, aiosmtplib.SMTPException):
