@@ -17,7 +17,7 @@ CORE = [
     "stores.base", "stores.memory", "stores.sql", "stores.redis",
     "users.models", "users.repository",
     "mail", "mail.addresses", "mail.backends", "mail.mailer", "mail.message", "mail.outbox",
-    "mail.smtp", "mail.templates",
+    "mail.smtp", "mail.templates", "template_folders",
 ]  # fmt: skip
 
 

@@ -7,15 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from jinja2 import (
-    ChoiceLoader,
-    Environment,
-    FileSystemLoader,
-    PackageLoader,
-    PrefixLoader,
-    pass_context,
-    select_autoescape,
-)
+from jinja2 import Environment, pass_context, select_autoescape
 from jinja2.runtime import Context
 from markupsafe import Markup
 from starlette.requests import Request
@@ -25,6 +17,7 @@ from bastion.asgi.headers import CSP_NONCE_KEY
 from bastion.asgi.sessions import session_state
 from bastion.csrf import mask_token
 from bastion.fastapi.dependencies import principal_from_session
+from bastion.template_folders import template_loader
 
 
 def _when(timestamp: float | None) -> str:
@@ -51,11 +44,6 @@ def _duration(seconds: int) -> str:
     return f"{seconds} second{'' if seconds == 1 else 's'}"
 
 
-# Bastion's own templates also answer under this prefix, whatever the application's folder
-# holds: an application's base.html can extend "bastion/base.html" (the original).
-ORIGINALS_PREFIX = "bastion"
-
-
 class Templates:
     """Renders pages with the request's CSRF token and CSP nonce available.
 
@@ -64,13 +52,8 @@ class Templates:
     """
 
     def __init__(self, directory: str | Path | None = None, *, site_name: str = "Bastion") -> None:
-        originals = PackageLoader("bastion", "templates")
-        loaders: list[Any] = [PrefixLoader({ORIGINALS_PREFIX: originals})]
-        if directory is not None:
-            loaders.append(FileSystemLoader(str(directory)))
-        loaders.append(originals)
         self.env = Environment(
-            loader=ChoiceLoader(loaders),
+            loader=template_loader(directory),
             autoescape=select_autoescape(default=True, default_for_string=True),
             trim_blocks=True,
             lstrip_blocks=True,

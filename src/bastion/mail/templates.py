@@ -13,25 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jinja2 import (
-    BaseLoader,
-    ChoiceLoader,
-    Environment,
-    FileSystemLoader,
-    PackageLoader,
-    PrefixLoader,
-    StrictUndefined,
-    TemplateNotFound,
-    select_autoescape,
-)
+from jinja2 import Environment, StrictUndefined, TemplateNotFound, select_autoescape
 
 from bastion.mail.addresses import MailError
 from bastion.mail.message import Message
 from bastion.settings import is_one_line
+from bastion.template_folders import template_loader
 
 FOLDER = "mail"
-# The same name as the pages' prefix for Bastion's originals (bastion.fastapi.templating).
-ORIGINALS_PREFIX = "bastion"
 
 
 class MailTemplates:
@@ -44,13 +33,8 @@ class MailTemplates:
         site_name: str = "Bastion",
         public_url: str = "",
     ) -> None:
-        originals = PackageLoader("bastion", "templates")
-        loaders: list[BaseLoader] = [PrefixLoader({ORIGINALS_PREFIX: originals})]
-        if directory is not None:
-            loaders.append(FileSystemLoader(str(directory)))
-        loaders.append(originals)
         self.env = Environment(
-            loader=ChoiceLoader(loaders),
+            loader=template_loader(directory),
             # HTML parts escape what they insert; the subject and the text part are plain text,
             # where an escaped "&amp;" would be shown as it is.
             autoescape=select_autoescape(enabled_extensions=("html",), default=False),
