@@ -160,7 +160,7 @@ async def _rows(url: str, tables: list[str]) -> dict[str, list[dict[str, Any]]]:
 
 
 # Columns later revisions add: not in the first release's rows.
-ADDED_LATER = frozenset({"username_skeleton", "description"})
+ADDED_LATER = frozenset({"username_skeleton", "description", "email_verified_at"})
 
 
 def _without_added_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -184,6 +184,8 @@ async def test_upgrade_keeps_every_row_and_id_of_a_first_release_database(
             kept = [row for row in kept if row["name"] != "admin"]  # built in now, added
         assert _without_added_columns(kept) == before[old], new
     assert {row["name"] for row in after["bastion_roles"]} == {*roles, "admin"}
+    # Nothing proved the addresses of existing accounts: they start unverified (0005).
+    assert all(row["email_verified_at"] is None for row in after["bastion_users"])
     assert await database_revision(database_url) == head_revision()
 
 
