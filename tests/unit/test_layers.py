@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "bastion"
 CORE = [
     "accounts", "audit", "auth", "cache", "checks", "clock", "csrf", "db", "devices",
     "exceptions", "hooks", "keys", "migrate", "passwords", "policy", "ratelimit", "redirects",
-    "refresh", "services", "sessions", "settings", "signing", "tokens",
+    "recovery", "refresh", "services", "sessions", "settings", "signing", "tokens",
     "stores.base", "stores.memory", "stores.sql", "stores.redis",
     "users.models", "users.repository",
     "mail", "mail.addresses", "mail.backends", "mail.mailer", "mail.message", "mail.outbox",
