@@ -4,6 +4,7 @@ server (aiosmtpd, tests/mail_server.py), on every session store and both databas
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from email.message import EmailMessage
 from typing import Any
@@ -150,6 +151,23 @@ async def test_a_reset_link_posted_to_directly_works_once(
         replay = await client.post(link, data=form, headers=ORIGIN)
         assert replay.status_code == 400
         assert "cannot be used" in replay.text
+
+
+async def test_a_reset_post_refused_by_csrf_logs_no_token(
+    mail_site: Site, mail_server: MailServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The CSRF refusal's security log names the path; a link's token is blanked in it."""
+    async with mail_site.client() as client:
+        await ask_for_reset(client, ALICE)
+        await settle(mail_site)
+        link = link_in((await mail_server.receive(1))[0])
+        token = link.rsplit("/", 1)[1]
+        with caplog.at_level(logging.INFO, logger="bastion.security"):
+            refused = await client.post(link, data={"new_password": NEW_PASSWORD})
+        assert refused.status_code == 403
+    logged = [(r.getMessage(), repr(r.__dict__)) for r in caplog.records]
+    assert any("csrf" in message for message, _ in logged)
+    assert not any(token in detail for _, detail in logged)
 
 
 async def test_an_expired_reset_link_is_refused(mail_site: Site) -> None:

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bastion.asgi.sessions import ErrorResponder, session_state
 from bastion.csrf import SAFE_METHODS, check_request
 from bastion.exceptions import CSRFError
+from bastion.recovery import redact_token_paths
 
 log = logging.getLogger("bastion.security")
 FORM_FIELD = "csrf_token"
@@ -95,7 +96,7 @@ class CSRFMiddleware:
                 extra={
                     "event": "csrf.refused",
                     "reason": error.reason,
-                    "path": scope["path"],
+                    "path": redact_token_paths(scope["path"]),
                     "ip": client[0] if client else None,
                 },
             )

@@ -22,6 +22,7 @@ from bastion.csrf import mask_token
 from bastion.exceptions import RateLimited, StoreUnavailable
 from bastion.fastapi.dependencies import ANSWER_KEY, LoginRequired, principal_from_session
 from bastion.ratelimit import describe_wait
+from bastion.recovery import redact_token_paths
 from bastion.redirects import login_url
 from bastion.sessions import Session
 
@@ -150,7 +151,12 @@ def register_error_handlers(app: FastAPI, renderer: ErrorRenderer) -> None:
 
     async def crashed(request: Request, exc: Exception) -> Response:
         error_id = secrets.token_hex(6)
-        log.error("unhandled error %s on %s", error_id, request.url.path, exc_info=exc)
+        log.error(
+            "unhandled error %s on %s",
+            error_id,
+            redact_token_paths(request.url.path),
+            exc_info=exc,
+        )
         response = renderer.for_scope(
             request.scope, 500, f"An unexpected error occurred (error id {error_id})."
         )
