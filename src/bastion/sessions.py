@@ -78,6 +78,11 @@ class Session:
     kind: SessionKind = "browser"
     ip: str | None = None
     user_agent: str | None = None
+    # How the user proved who they are (RFC 8176 values: "pwd", "otp", "hwk", "swk",
+    # "mfa", ...), and when they last did (the sign-in, or a later re-authentication):
+    # sensitive actions need ``auth_time`` within the re-authentication window.
+    amr: tuple[str, ...] = ()
+    auth_time: float = 0.0
 
     @property
     def idle_expires_at(self) -> float:
@@ -92,6 +97,11 @@ class Session:
     def ref(self) -> str:
         """A short reference for logs and the audit trail."""
         return session_ref(self.key)
+
+    def token_claims(self) -> dict[str, Any]:
+        """What an access token of this session says of its sign-in (RFC 8176 ``amr``,
+        OpenID ``auth_time``)."""
+        return {"amr": list(self.amr), "auth_time": int(self.auth_time)}
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -111,12 +121,24 @@ class Session:
         if not isinstance(roles, list | tuple) or not all(isinstance(r, str) for r in roles):
             raise ValueError("session record has bad roles")
         fields["roles"] = tuple(roles)
+        amr = fields.get("amr", ())
+        if not isinstance(amr, list | tuple) or not all(isinstance(m, str) for m in amr):
+            raise ValueError("session record has bad methods")
+        fields["amr"] = tuple(amr)
+        # Records written before re-authentication existed: their sign-in is their start.
+        fields.setdefault("auth_time", fields.get("created_at"))
         session = cls(**fields)
         session._check_types()
         return session
 
     def _check_types(self) -> None:
-        times = (self.created_at, self.last_seen_at, self.absolute_expires_at, self.idle_timeout)
+        times = (
+            self.created_at,
+            self.last_seen_at,
+            self.absolute_expires_at,
+            self.idle_timeout,
+            self.auth_time,
+        )
         if not all(_is_number(t) and math.isfinite(t) for t in times):
             raise ValueError("session record has a bad time")
         if not (_is_number(self.user_id) and isinstance(self.user_id, int)):
@@ -190,11 +212,14 @@ class SessionManager:
         ip: str | None = None,
         user_agent: str | None = None,
         replaces: str | None = None,
+        amr: Iterable[str] = ("pwd",),
     ) -> tuple[str, Session]:
         """Start a session with a brand-new id; returns (raw id for the cookie, session).
 
         ``replaces`` is the key of a session this browser held before (logging in while
-        signed in); it ends, so a login never keeps an old id alive.
+        signed in); it ends, so a login never keeps an old id alive. ``amr`` says how the
+        user signed in (RFC 8176 method names); the sign-in is also the session's first
+        authentication (``auth_time``).
         """
         if replaces:
             await self.end(replaces)
@@ -218,6 +243,8 @@ class SessionManager:
             kind=kind,
             ip=ip,
             user_agent=(user_agent or "")[:MAX_USER_AGENT] or None,
+            amr=tuple(amr),
+            auth_time=now,
         )
         # Index first: a crash between the writes leaves a dangling index entry (cleaned
         # lazily), never a live session that "sign out everywhere" cannot find.
@@ -294,6 +321,12 @@ class SessionManager:
         quarters of it left: a session (or refresh chain) in use never expires, whatever
         the settings."""
         return min(self.policy.touch_interval, session.idle_timeout / 4)
+
+    async def reauthenticated(self, session: Session, methods: Iterable[str]) -> Session:
+        """The user proved who they are again in ``session`` (by ``methods``): restarts the
+        re-authentication window and adds the methods to the session's ``amr``."""
+        amr = tuple(dict.fromkeys((*session.amr, *methods)))
+        return await self.update(session, auth_time=self.clock(), amr=amr)
 
     async def update(self, session: Session, **changes: Any) -> Session:
         changed = replace(session, **changes)

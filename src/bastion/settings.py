@@ -27,6 +27,7 @@ EmailVerification = Literal["off", "optional", "required"]
 JWTAlgorithm = Literal["HS256", "EdDSA", "ES256", "RS256"]
 EmailBackendKind = Literal["console", "file", "smtp"]
 SMTPSecurity = Literal["starttls", "tls", "none"]
+MFAPolicy = Literal["optional", "admins", "required"]
 
 MIN_SECRET_BYTES = 32
 SECRET_FILE_NAME = "secret_key"  # noqa: S105 - a file name, not a secret
@@ -284,6 +285,27 @@ class Settings(BaseSettings):
         description="Links of one kind (password reset, verification, address change) mailed "
         "per account or per address asked for; past it requests still get the usual "
         "answer, but nothing is sent (no inbox can be flooded).",
+    )
+
+    mfa: MFAPolicy = Field(
+        "optional",
+        description="Second factors: `optional` (each user chooses), `admins` (required for "
+        "role `admin`) or `required` (everyone). A user who must have one and has none "
+        "enrols at the next sign-in and can do nothing else until then.",
+    )
+    reauth_window: int = Field(
+        600,
+        ge=30,
+        le=86_400,
+        description="Seconds after a sign-in or re-authentication during which sensitive "
+        "actions (password, address and factor changes, signing out everywhere, admin "
+        "actions) are allowed; later they ask for the password or a second factor again.",
+    )
+    webauthn_rp_id: str = Field(
+        "",
+        description="WebAuthn relying-party id for passkeys: the site's host name or a "
+        "registrable suffix of it. Empty: the host of `BASTION_PUBLIC_URL` (in "
+        "development, of the request).",
     )
 
     @field_validator("secret_key_fallbacks", "trusted_proxies", "trusted_origins", mode="before")

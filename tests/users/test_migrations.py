@@ -18,6 +18,7 @@ from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
+import bastion.mfa.models
 import bastion.users.models  # noqa: F401  (the user tables join the shared metadata)
 from bastion.db import create_engine, metadata
 from bastion.exceptions import UserError
@@ -39,7 +40,10 @@ EXPECTED_TABLES = {
     "bastion_audit_events",
     "bastion_kv",
     "bastion_kv_member",
+    "bastion_passkeys",
+    "bastion_recovery_codes",
     "bastion_roles",
+    "bastion_totp",
     "bastion_user_roles",
     "bastion_users",
 }
@@ -186,6 +190,7 @@ async def test_constraints_carry_the_naming_convention_names(database_url: str) 
         "ix_bastion_users_username_key",
         "ix_bastion_users_email_key",
         "ix_bastion_users_username_skeleton",
+        "ix_bastion_users_webauthn_user_handle",
     }
 
 
@@ -372,10 +377,10 @@ def test_migration_files_ship_inside_the_package() -> None:
     assert (packaged / "versions" / "0001_initial.py").is_file()
     assert (packaged / "versions" / "0002_bastion_names.py").is_file()
     assert (packaged / "versions" / "0003_username_skeleton.py").is_file()
-    assert (packaged / "versions" / "0005_email_verified.py").is_file()
+    assert (packaged / "versions" / "0006_second_factors.py").is_file()
     assert (packaged / "initial_schema.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0005"
+    assert head_revision() == "0006"
 
 
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])

@@ -14,6 +14,7 @@ from bastion.fastapi.api import end_own_session, link_base
 from bastion.fastapi.dependencies import PageUser, client_ip
 from bastion.fastapi.errors import throttled_message
 from bastion.fastapi.install import Bastion, BastionDep
+from bastion.mfa.methods import describe_methods
 from bastion.ratelimit import describe_wait
 
 router = APIRouter(include_in_schema=False)
@@ -24,7 +25,12 @@ FormText = Annotated[str, Form(max_length=4096)]
 async def sessions_page(request: Request, user: PageUser, bastion: BastionDep) -> Response:
     sessions = await bastion.services.sessions.list_for_user(user.user_id)
     rows = [
-        {"session": s, "device": describe(s.user_agent), "current": s.key == user.session_id}
+        {
+            "session": s,
+            "device": describe(s.user_agent),
+            "current": s.key == user.session_id,
+            "methods": describe_methods(s.amr),
+        }
         for s in sessions
     ]
     notice = {"revoked": "The session was signed out.", "others": "Signed out everywhere else."}

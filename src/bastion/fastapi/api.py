@@ -179,7 +179,9 @@ async def _password_grant(
             "email_not_verified",
             "the account's e-mail address is not verified: follow the link mailed to it",
         )
-    access, claims = services.access_tokens.encode(str(user.id), session.key)
+    access, claims = services.access_tokens.encode(
+        str(user.id), session.key, session.token_claims()
+    )
     refresh, _ = await services.refresh_tokens.issue(session)
     return token_response(access, claims.exp - claims.iat, refresh)
 
@@ -199,7 +201,9 @@ async def _refresh_grant(request: Request, bastion: Bastion, token: str) -> JSON
     except TokenError:
         return oauth_error("invalid_grant", "refresh token is invalid")
     session = rotation.session
-    access, claims = services.access_tokens.encode(str(session.user_id), session.key)
+    access, claims = services.access_tokens.encode(
+        str(session.user_id), session.key, session.token_claims()
+    )
     return token_response(access, claims.exp - claims.iat, rotation.token)
 
 
@@ -234,6 +238,7 @@ async def me(user: CurrentUser) -> dict[str, Any]:
         "username": user.username,
         "email": user.session.email,
         "email_verified": user.session.email_verified,
+        "amr": list(user.session.amr),
         "roles": sorted(user.roles),
         "session_id": user.session_id,
     }
@@ -252,6 +257,7 @@ def session_view(session: Session, current: Session) -> dict[str, Any]:
         "user_agent": session.user_agent,
         "device": describe(session.user_agent),
         "kind": session.kind,
+        "amr": list(session.amr),
     }
 
 

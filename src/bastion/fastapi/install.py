@@ -150,9 +150,11 @@ class Bastion:
         replaces: str | None = None,
         channel: Channel | None = None,
         method: str = "password",
+        amr: Sequence[str] = ("pwd",),
     ) -> tuple[str, Session]:
         """A new session for ``user`` signed in by ``request``; with ``channel``, the sign-in
         (by ``method``) is also recorded as ``login.success`` and reaches the hooks.
+        ``amr`` names the methods the user proved themselves with (RFC 8176).
 
         Every session starts here, so this is where ``BASTION_EMAIL_VERIFICATION=required``
         holds back an account whose address is not verified
@@ -173,6 +175,7 @@ class Bastion:
             ip=ip,
             user_agent=user_agent,
             replaces=replaces,
+            amr=amr,
         )
         if channel is not None:
             await self.accounts.record_sign_in(user, session, channel=channel, method=method)
