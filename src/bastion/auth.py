@@ -1,8 +1,16 @@
-"""Password checks: sign-in (the login page and the token endpoint) and the checks of a
-signed-in user's password (password change; later re-authentication and second factors).
+"""Password and second-factor checks: sign-in (the login page and the token endpoint), its
+second step, and the checks of a signed-in user's password or factor (password change,
+re-authentication).
 
 Every check goes through :meth:`Authenticator._limited`, so all of them share one failure
 message, one timing profile and one brute-force budget per account and per address.
+
+For a user with a second factor a right password is only half a sign-in: it raises
+:class:`SecondFactorRequired` and leaves the attempt counted against the account (as every
+attempt is counted before it is judged), so the back-off holds across both steps and only a
+right second factor (:meth:`Authenticator.check_second_factor`) clears it. Were the password
+to clear it, someone who knows the password could reset the back-off between guesses of the
+code by signing in again.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from bastion.audit import AuditTrail
 from bastion.exceptions import AuthenticationFailed, StoreUnavailable, UserError
@@ -21,6 +29,19 @@ from bastion.users.models import normalize_username
 from bastion.users.repository import UserRecord, UserRepository
 
 T = TypeVar("T")
+# How a second factor is named in audit details and hook events.
+FactorMethod = Literal["totp", "recovery_code", "passkey"]
+
+
+class SecondFactorRequired(Exception):
+    """The password was right, but the user has a second factor to prove before any session
+    exists (the caller starts the pending state of the two-step sign-in). Callers unaware of
+    second factors fail closed: this is not an :class:`AuthenticationFailed`, so nothing
+    treats it as a success either."""
+
+    def __init__(self, user: UserRecord) -> None:
+        super().__init__("second factor required")
+        self.user = user
 
 
 class LoginLimiter(Protocol):
@@ -64,6 +85,7 @@ class _Attempt:
     detail: dict[str, str] = field(default_factory=dict)
     # Set for a sign-in (its failures reach the application's hook), None for a re-check.
     channel: Channel | None = None
+    method: str = "password"
 
 
 class Authenticator:
@@ -76,6 +98,7 @@ class Authenticator:
         *,
         session_ready: Callable[[], Awaitable[None]] | None = None,
         hooks: Hooks | None = None,
+        has_second_factor: Callable[[int], Awaitable[bool]] | None = None,
     ) -> None:
         self.users = users
         self.passwords = passwords
@@ -87,6 +110,9 @@ class Authenticator:
         # ones (400), so it is asked first and fails every attempt alike.
         self.session_ready = session_ready
         self.hooks = hooks or Hooks()
+        # Whether a user (by id) has a second factor to prove after the password; None: no
+        # second factors (every right password signs in).
+        self.has_second_factor = has_second_factor
 
     async def authenticate(
         self,
@@ -101,6 +127,8 @@ class Authenticator:
 
         Unknown users, wrong passwords and disabled accounts cost the same hashing work and
         raise the same error; while throttled even a correct password gets ``RateLimited``.
+        A right password of a user with a second factor raises :class:`SecondFactorRequired`
+        (the sign-in is finished by :meth:`check_second_factor`).
         """
         attempt = _Attempt(
             limiter_account(username),
@@ -117,6 +145,10 @@ class Authenticator:
                 await self.session_ready()
             user = await self.users.get_by_username(username) if attempt.account else None
             user = await self._verify(user, password, attempt)
+            if self.has_second_factor is not None and await self.has_second_factor(user.id):
+                # Not a success yet: the attempt stays counted (see the module's docstring)
+                # and the sign-in is recorded when the second factor is proved.
+                raise SecondFactorRequired(user)
             await self.users.record_login(user.id)
             return user
 
@@ -146,6 +178,60 @@ class Authenticator:
             {"purpose": purpose},
         )
         return await self._limited(attempt, lambda: self._verify(user, password, attempt))
+
+    async def check_second_factor(
+        self,
+        user_id: int,
+        check: Callable[[UserRecord], Awaitable[bool]],
+        *,
+        method: FactorMethod,
+        ip: str | None,
+        user_agent: str | None,
+        channel: Channel | None = None,
+        purpose: str = "sign-in",
+    ) -> UserRecord:
+        """User ``user_id`` proves a second factor: ``check(user)`` says whether the code (or
+        assertion) is right, e.g. ``lambda user: mfa.verify_totp(user.id, code)``.
+
+        The same back-off and address limit as passwords: a wrong code is counted against the
+        account, audited as ``mfa.failure`` (detail: ``method``, ``reason`` "code", and the
+        ``channel`` or ``purpose``), and raises :class:`AuthenticationFailed`; a right one
+        clears the account's failures and returns the (active) user. With ``channel`` this is
+        the second step of a sign-in: it is recorded as the user's last sign-in and failures
+        reach the ``on_sign_in_failed`` hook (with ``method``); without, it is a re-check of
+        a signed-in user (``purpose``, e.g. "re-authentication"). A disabled or deleted
+        account fails without running ``check`` (a recovery code is never spent on it).
+        ``RateLimited`` while throttled, ``StoreUnavailable`` (attempt not counted) in an
+        outage."""
+        detail = {"method": method, **({"channel": channel} if channel else {"purpose": purpose})}
+
+        async def prove() -> UserRecord:
+            if channel is not None and self.session_ready is not None:
+                await self.session_ready()
+            if user is None:
+                await self._failed(attempt, None, "unknown user")
+            assert user is not None
+            if not user.is_active:
+                await self._failed(attempt, user.id, "disabled")
+            if not await check(user):
+                await self._failed(attempt, user.id, "code")
+            if channel is not None:
+                await self.users.record_login(user.id)
+            return user
+
+        user = await self.users.get_by_id(user_id)
+        username = user.username if user is not None else ""
+        attempt = _Attempt(
+            limiter_account(username),
+            username,
+            ip,
+            user_agent,
+            "mfa.failure",
+            detail,
+            channel,
+            method,
+        )
+        return await self._limited(attempt, prove)
 
     async def _limited(self, attempt: _Attempt, check: Callable[[], Awaitable[T]]) -> T:
         """Run ``check`` as one attempt admitted by the limiter; a success resets the
@@ -204,7 +290,7 @@ class Authenticator:
                     ip=attempt.ip,
                     user_agent=attempt.user_agent,
                     channel=attempt.channel,
-                    method="password",
+                    method=attempt.method,
                     reason=reason,
                 )
             )

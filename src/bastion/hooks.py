@@ -28,7 +28,8 @@ log = logging.getLogger("bastion.hooks")
 
 Channel = Literal["web", "api"]
 RevokedBy = Literal["owner", "admin", "token"]
-FailureReason = Literal["unknown user", "password", "disabled"]
+# "code": a wrong second factor (TOTP or recovery code) after a right password.
+FailureReason = Literal["unknown user", "password", "disabled", "code"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,7 +63,9 @@ class SignInFailed:
     """A sign-in was refused after its password was checked (throttled attempts, which
     check nothing, are not reported). ``username`` is what was typed (control characters
     replaced, at most 150 characters): treat it as untrusted input. ``user_id`` is None
-    when no account has that name."""
+    when no account has that name. ``method`` is ``"password"``, or for the second step
+    of a two-step sign-in ``"totp"``, ``"recovery_code"`` or ``"passkey"`` (with
+    ``reason`` ``"code"`` when the factor was wrong)."""
 
     username: str
     user_id: int | None
