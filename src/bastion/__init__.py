@@ -29,8 +29,10 @@ _FASTAPI_NAMES = frozenset(
         "CurrentUser",
         "OptionalUser",
         "SignedInUser",
+        "RecentUser",
         "Principal",
         "require_role",
+        "require_recent_auth",
         "cached",
     }
 )
@@ -44,6 +46,7 @@ __all__ = [
     "OptionalUser",
     "Principal",
     "RateLimited",
+    "RecentUser",
     "Settings",
     "SignedInUser",
     "StoreUnavailable",
@@ -53,6 +56,7 @@ __all__ = [
     "cached",
     "get_settings",
     "install",
+    "require_recent_auth",
     "require_role",
 ]
 

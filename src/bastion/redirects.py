@@ -25,3 +25,11 @@ def safe_next(value: str | None, default: str = DEFAULT_NEXT) -> str:
 
 def login_url(next_path: str) -> str:
     return f"/login?next={quote(safe_next(next_path), safe='/')}"
+
+
+REAUTH_PATH = "/reauth"
+
+
+def reauth_url(next_path: str) -> str:
+    """The re-authentication page, coming back to ``next_path`` (a same-origin path)."""
+    return f"{REAUTH_PATH}?next={quote(safe_next(next_path), safe='/')}"

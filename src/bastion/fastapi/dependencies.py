@@ -19,11 +19,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, TypeVar
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 
 from bastion.asgi.sessions import session_state
+from bastion.mfa.stepup import ReauthWindow
 from bastion.sessions import Session
 
 if TYPE_CHECKING:
@@ -97,6 +99,14 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
+class ReauthRequired(Exception):
+    """A browser asked for a sensitive action outside the re-authentication window;
+    answered with a redirect to ``/reauth?next=<next_path>``."""
+
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
 def prefers_html(accept: str | None) -> bool:
     """Whether an ``Accept`` header ranks ``text/html`` above ``application/json`` (by the
     q-value of the most specific range matching each, RFC 9110 section 12.5.1). Browsers
@@ -162,6 +172,26 @@ def requested_path(request: Request) -> str:
     path = raw_path.decode("latin-1") if raw_path else request.url.path
     query = request.scope.get("query_string", b"").decode("latin-1")
     return f"{path}?{query}" if query else path
+
+
+def return_path(request: Request) -> str:
+    """Where ``/reauth`` sends a browser back to after a sensitive action was held back.
+
+    A GET (or HEAD) comes back to itself, its query intact. Another method's body cannot
+    be replayed by a redirect, nor should it be: the user proves who they are, then sends
+    the form again knowingly. So it goes back to the page the form was on, the
+    ``Referer``'s path and query when the ``Referer`` is this very origin (Bastion's pages
+    send it to their own origin), else "" (``/reauth`` then falls back to the dashboard).
+    """
+    if request.method in ("GET", "HEAD"):
+        return requested_path(request)
+    referer = urlsplit(request.headers.get("referer", ""))
+    own = urlsplit(str(request.base_url))
+    if (referer.scheme, referer.netloc.lower()) != (own.scheme, own.netloc.lower()):
+        return ""
+    if not referer.path.startswith("/"):
+        return ""
+    return f"{referer.path}?{referer.query}" if referer.query else referer.path
 
 
 def principal_from_session(session: Session | None, via: str = "session") -> Principal | None:
@@ -270,6 +300,14 @@ with ``WWW-Authenticate: Bearer``. Errors of such a route answer in the same for
 PageUser = Annotated[Principal, Depends(page_user)]
 
 
+def _authentication_for(
+    *, browser: bool, page: bool
+) -> Callable[[Request], Awaitable[Principal | None]]:
+    if browser and page:
+        raise ValueError("choose browser=True or page=True, not both")
+    return page_user if page else signed_in_user if browser else current_user
+
+
 def require_role(
     role: str, *, browser: bool = False, page: bool = False
 ) -> Callable[[Request], Awaitable[Principal]]:
@@ -280,16 +318,83 @@ def require_role(
     sent to sign in, and the 403 is a page for a browser, JSON for an API client.
     ``page=True`` is for Bastion's own pages (like ``PageUser``).
     """
-    if browser and page:
-        raise ValueError("require_role: choose browser=True or page=True, not both")
-    authenticate: Callable[[Request], Awaitable[Principal | None]]
-    authenticate = page_user if page else signed_in_user if browser else current_user
+    authenticate = _authentication_for(browser=browser, page=page)
 
     async def dependency(request: Request) -> Principal:
         principal = await authenticate(request)
         assert principal is not None  # required: they raise instead of returning None
-        if not principal.has_role(role):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="You may not do this.")
+        _check_role(principal, role)
         return principal
 
     return principal_dependency(dependency)
+
+
+def _check_role(principal: Principal, role: str | None) -> None:
+    if role is not None and not principal.has_role(role):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="You may not do this.")
+
+
+# RFC 9470 section 3: the access token's authentication is too old for this resource.
+INSUFFICIENT_USER_AUTHENTICATION = "insufficient_user_authentication"
+
+
+def require_recent_auth(
+    *, role: str | None = None, browser: bool = False, page: bool = False
+) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency for sensitive actions ("sudo mode"): the user must have signed in or
+    re-authenticated within ``BASTION_REAUTH_WINDOW`` seconds; with ``role``, must also
+    hold it (403 otherwise, before the window is looked at).
+
+    It authenticates like :func:`require_role` (``CurrentUser`` by default,
+    ``SignedInUser`` with ``browser=True``, ``PageUser`` with ``page=True``). Outside the
+    window, a browser's navigation or form (``page=True``: always) is sent (303) to
+    ``/reauth?next=<back>``, where ``<back>`` is the request itself for a GET and the page
+    the form was on for a POST (:func:`return_path`); anything else gets 401 with
+    ``WWW-Authenticate: Bearer error="insufficient_user_authentication",
+    error_description="...", max_age="<window>"`` (RFC 9470). A bearer client
+    re-authenticates at the token endpoint (a new sign-in starts a new session; refreshing
+    tokens does not restart the window), a cookie one at ``/reauth``.
+    """
+    authenticate = _authentication_for(browser=browser, page=page)
+
+    async def dependency(request: Request) -> Principal:
+        principal = await authenticate(request)
+        assert principal is not None  # required: they raise instead of returning None
+        _check_role(principal, role)
+        bastion = get_bastion(request)
+        window = ReauthWindow(bastion.settings.reauth_window, bastion.services.clock)
+        if window.is_open(principal.session):
+            return principal
+        if page or request.scope.get(ANSWER_KEY) == "page":
+            raise ReauthRequired(return_path(request))
+        raise _insufficient_authentication(principal, window.seconds)
+
+    return principal_dependency(dependency)
+
+
+def _insufficient_authentication(principal: Principal, window: int) -> HTTPException:
+    if principal.via == "bearer":
+        description = (
+            "a more recent sign-in is required: sign in again at /api/token "
+            "(refreshing the tokens does not restart the re-authentication window)"
+        )
+    else:
+        description = "a more recent sign-in is required: confirm it is you at /reauth"
+    challenge = (
+        f'Bearer error="{INSUFFICIENT_USER_AUTHENTICATION}", '
+        f'error_description="{description}", max_age="{window}"'
+    )
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail=description,
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+recent_user = require_recent_auth(browser=True)
+RecentUser = Annotated[Principal, Depends(recent_user)]
+"""``SignedInUser`` for a sensitive action: also signed in or re-authenticated within
+``BASTION_REAUTH_WINDOW`` (else a browser goes to ``/reauth``, an API client gets 401 with
+RFC 9470's ``insufficient_user_authentication``)."""
+RecentPageUser = Annotated[Principal, Depends(require_recent_auth(page=True))]
+"""``PageUser`` for Bastion's own pages of sensitive actions."""

@@ -20,10 +20,15 @@ from bastion.asgi.headers import CSP_NONCE_KEY, CSP_SOURCES_KEY, security_header
 from bastion.asgi.sessions import session_state
 from bastion.csrf import mask_token
 from bastion.exceptions import RateLimited, StoreUnavailable
-from bastion.fastapi.dependencies import ANSWER_KEY, LoginRequired, principal_from_session
+from bastion.fastapi.dependencies import (
+    ANSWER_KEY,
+    LoginRequired,
+    ReauthRequired,
+    principal_from_session,
+)
 from bastion.ratelimit import describe_wait
 from bastion.recovery import redact_token_paths
-from bastion.redirects import login_url
+from bastion.redirects import login_url, reauth_url
 from bastion.sessions import Session
 
 log = logging.getLogger("bastion")
@@ -174,7 +179,12 @@ def register_error_handlers(app: FastAPI, renderer: ErrorRenderer) -> None:
         assert isinstance(exc, LoginRequired)
         return RedirectResponse(login_url(exc.next_path), status_code=303)
 
+    async def reauth_required(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ReauthRequired)
+        return RedirectResponse(reauth_url(exc.next_path), status_code=303)
+
     app.add_exception_handler(LoginRequired, login_required)
+    app.add_exception_handler(ReauthRequired, reauth_required)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StoreUnavailable, unavailable)
