@@ -15,9 +15,10 @@ CORE = [
     "exceptions", "hooks", "keys", "migrate", "passwords", "policy", "ratelimit", "redirects",
     "recovery", "refresh", "services", "sessions", "settings", "signing", "tokens",
     "stores.base", "stores.memory", "stores.sql", "stores.redis",
-    "users.models", "users.repository",
+    "users.models", "users.repository", "mfa.passkeys", "mfa.passkey_repository",
     "mail", "mail.addresses", "mail.backends", "mail.mailer", "mail.message", "mail.outbox",
-    "mail.smtp", "mail.templates", "template_folders",
+    "mail.smtp", "mail.templates", "template_folders", "mfa.pending", "mfa.policy",
+    "mfa.secretbox", "mfa.totp", "mfa.recovery_codes", "mfa.repository", "mfa.service",
 ]  # fmt: skip
 
 
