@@ -83,6 +83,10 @@ class Session:
     # sensitive actions need ``auth_time`` within the re-authentication window.
     amr: tuple[str, ...] = ()
     auth_time: float = 0.0
+    # A session that may do nothing but set up a second factor (BASTION_MFA requires one
+    # of this user, who has none yet): the dependencies refuse it everywhere else, and
+    # adding a factor rotates it into a full session (bastion.fastapi.two_step.enrolled).
+    mfa_enrolment: bool = False
 
     @property
     def idle_expires_at(self) -> float:
@@ -150,7 +154,8 @@ class Session:
         for name in ("email", "ip", "user_agent"):
             if not isinstance(getattr(self, name, None), str | None):
                 raise ValueError("session record has a bad string")
-        if not isinstance(self.remember, bool) or not isinstance(self.email_verified, bool):
+        flags = (self.remember, self.email_verified, self.mfa_enrolment)
+        if not all(isinstance(flag, bool) for flag in flags):
             raise ValueError("session record has a bad flag")
         if self.kind not in ("browser", "api"):
             raise ValueError("session record has a bad flag")
@@ -213,6 +218,7 @@ class SessionManager:
         user_agent: str | None = None,
         replaces: str | None = None,
         amr: Iterable[str] = ("pwd",),
+        mfa_enrolment: bool = False,
     ) -> tuple[str, Session]:
         """Start a session with a brand-new id; returns (raw id for the cookie, session).
 
@@ -245,6 +251,7 @@ class SessionManager:
             user_agent=(user_agent or "")[:MAX_USER_AGENT] or None,
             amr=tuple(amr),
             auth_time=now,
+            mfa_enrolment=mfa_enrolment,
         )
         # Index first: a crash between the writes leaves a dangling index entry (cleaned
         # lazily), never a live session that "sign out everywhere" cannot find.
@@ -256,11 +263,11 @@ class SessionManager:
         return raw_id, session
 
     async def rotate(
-        self, session: Session, *, roles: Iterable[str] | None = None
+        self, session: Session, *, roles: Iterable[str] | None = None, **changes: Any
     ) -> tuple[str, Session] | None:
         """The same session under a new id and CSRF secret (after a privilege change),
-        holding ``roles`` when given. None when the session ended meanwhile: a revoked
-        session is never renewed."""
+        holding ``roles`` when given and the other field ``changes`` (e.g. ``amr``). None
+        when the session ended meanwhile: a revoked session is never renewed."""
         if not await self.end(session.key):
             return None
         raw_id = secrets.token_urlsafe(32)
@@ -270,6 +277,7 @@ class SessionManager:
             csrf_secret=new_csrf_secret(),
             last_seen_at=self.clock(),
             roles=session.roles if roles is None else tuple(sorted(roles)),
+            **changes,
         )
         await self.store.sadd(_index(session.user_id), renewed.key)
         await self.store.sadd("all", renewed.key)
