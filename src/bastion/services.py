@@ -6,6 +6,7 @@ such as ``bastion users disable`` ends sessions exactly the way the web app woul
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,11 @@ from bastion.files import make_private_dir
 from bastion.hooks import Hooks
 from bastion.keys import KeyRing
 from bastion.mail import Mailer, build_mailer
+from bastion.mfa.passkey_repository import PasskeyRepository
+from bastion.mfa.passkeys import Passkeys
+from bastion.mfa.pending import PendingSignIns
+from bastion.mfa.repository import SecondFactorRepository
+from bastion.mfa.service import SecondFactors
 from bastion.passwords import Passwords
 from bastion.ratelimit import AddressLimit, LoginThrottle
 from bastion.recovery import LinkKind, LinkTokens, Recovery
@@ -63,6 +69,10 @@ class Services:
     cache: Cache
     mailer: Mailer
     recovery: Recovery
+    mfa: SecondFactors
+    passkeys: Passkeys
+    # Two-step sign-ins between the password and the second factor (bastion.mfa.pending).
+    pending_sign_ins: PendingSignIns
     redis: Any | None = None
     hooks: Hooks = field(default_factory=Hooks)
     # False for the application's own engine (``open_services(engine=...)``): its pool is
@@ -196,7 +206,7 @@ async def open_services(
     keyring = KeyRing.load_or_create(
         settings.resolved_jwt_keys_file, settings.jwt_algorithm, clock=clock
     )
-    return Services(
+    services = Services(
         settings=settings,
         engine=engine,
         users=users,
@@ -234,10 +244,44 @@ async def open_services(
         recovery=_recovery(
             settings, users, accounts, mailer, session_store, ratelimit_store, clock
         ),
+        mfa=SecondFactors(
+            SecondFactorRepository(engine, clock=clock, timeout=settings.store_timeout),
+            accounts,
+            secret=settings.secret_bytes(),
+            fallbacks=settings.fallback_secret_bytes(),
+            issuer=settings.site_name,
+            clock=clock,
+        ),
+        pending_sign_ins=PendingSignIns(
+            session_store,
+            settings.secret_bytes(),
+            settings.fallback_secret_bytes(),
+            clock=clock,
+        ),
+        # Challenges live in the session store, which every process shares.
+        passkeys=Passkeys(
+            PasskeyRepository(users),
+            users,
+            session_store,
+            audit,
+            sign_in_limit=AddressLimit(
+                ratelimit_store, *settings.login_ip_rate, what="passkey sign-in", prefix="passkey"
+            ),
+        ),
         redis=redis,
         hooks=hooks,
         owns_engine=owns_engine,
     )
+    # A right password of a user with a second factor is only the first step of a sign-in.
+    services.authenticator.has_second_factor = _has_second_factor(services.mfa)
+    return services
+
+
+def _has_second_factor(mfa: SecondFactors) -> Callable[[int], Awaitable[bool]]:
+    async def has_second_factor(user_id: int) -> bool:
+        return (await mfa.summary(user_id)).has_any
+
+    return has_second_factor
 
 
 def _recovery(

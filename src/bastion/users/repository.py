@@ -213,6 +213,22 @@ def _outage(exc: BaseException, timeout: float) -> StoreUnavailable | None:
     return StoreUnavailable("database", f"{type(root).__name__}: {str(root)[:200]}")
 
 
+@asynccontextmanager
+async def guarded(opening: AbstractAsyncContextManager[_H], seconds: float) -> AsyncIterator[_H]:
+    """``opening`` (a transaction, a connection) bounded by ``seconds``, with
+    database outages raised as :class:`StoreUnavailable` ("database"); for every module
+    that keeps tables of its own (second factors, passkeys)."""
+    try:
+        async with asyncio.timeout(seconds), opening as handle:
+            yield handle
+    except Exception as exc:
+        outage = _outage(exc, seconds)
+        if outage is None:
+            raise
+        # Not chained: the SQLAlchemy error text holds SQL and bound parameters.
+        raise outage from None
+
+
 def _clip(value: str | None, limit: int) -> str | None:
     """``value`` cleaned for storage (:func:`bastion.text.clean_text`) and cut to ``limit``."""
     return None if value is None else clean_text(value)[:limit]
@@ -285,20 +301,10 @@ class UserRepository:
         ORM's unit of work and identity map cost more than the queries themselves."""
         return self._guarded(self.engine.begin())
 
-    @asynccontextmanager
-    async def _guarded(
+    def _guarded(
         self, opening: AbstractAsyncContextManager[_H], seconds: float | None = None
-    ) -> AsyncIterator[_H]:
-        limit = self.timeout if seconds is None else seconds
-        try:
-            async with asyncio.timeout(limit), opening as handle:
-                yield handle
-        except Exception as exc:
-            outage = _outage(exc, limit)
-            if outage is None:
-                raise
-            # Not chained: the SQLAlchemy error text holds SQL and bound parameters.
-            raise outage from None
+    ) -> AbstractAsyncContextManager[_H]:
+        return guarded(opening, self.timeout if seconds is None else seconds)
 
     # -- users -----------------------------------------------------------------------------
 
@@ -763,5 +769,6 @@ __all__ = [
     "UserRecord",
     "UserRepository",
     "UserStillReferenced",
+    "guarded",
     "new_user",
 ]
