@@ -58,6 +58,7 @@ from bastion.mfa.passkey_repository import (
     PasskeyRecord,
     PasskeyRepository,
 )
+from bastion.ratelimit import AddressLimit
 from bastion.settings import Settings, is_one_line
 from bastion.stores.base import Store
 from bastion.users.repository import UserRecord, UserRepository
@@ -163,7 +164,10 @@ def _descriptor(passkey: PasskeyRecord) -> PublicKeyCredentialDescriptor:
 
 
 class Passkeys:
-    """The passkeys of every account; ``store`` is the session store (for challenges)."""
+    """The passkeys of every account; ``store`` is the session store (for challenges).
+
+    ``sign_in_limit`` bounds the anonymous sign-in options per client address: each one
+    costs a stored challenge, and anyone may ask."""
 
     def __init__(
         self,
@@ -173,12 +177,14 @@ class Passkeys:
         audit: AuditTrail,
         *,
         challenge_ttl: int = CHALLENGE_TTL,
+        sign_in_limit: AddressLimit | None = None,
     ) -> None:
         self.repository = repository
         self.users = users
         self.store = store
         self.audit = audit
         self.challenge_ttl = challenge_ttl
+        self.sign_in_limit = sign_in_limit
 
     # -- the account's list ----------------------------------------------------------------
 
@@ -332,11 +338,15 @@ class Passkeys:
         *,
         purpose: Purpose = "sign-in",
         user_id: int | None = None,
+        ip: str | None = None,
     ) -> dict[str, Any]:
         """Request options (``{"publicKey": {...}}``). Without ``user_id`` (sign-in) the
         list of credentials is empty: the browser offers the site's discoverable ones. With
         it (a second factor, re-authentication) it lists that user's passkeys;
-        :class:`PasskeyRefused` when they have none."""
+        :class:`PasskeyRefused` when they have none. ``RateLimited`` when ``ip`` asked for
+        too many sign-in options."""
+        if user_id is None and self.sign_in_limit is not None:
+            await self.sign_in_limit.hit(ip)
         allowed: list[PublicKeyCredentialDescriptor] = []
         if user_id is not None:
             allowed = [_descriptor(p) for p in await self.repository.list_for_user(user_id)]
