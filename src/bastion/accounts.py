@@ -389,8 +389,9 @@ class Accounts:
         channel: Channel,
         method: str = "password",
     ) -> None:
-        """Record a sign-in that has just created ``session`` (``login.success``)."""
-        detail: dict[str, object] = {"channel": channel}
+        """Record a sign-in that has just created ``session`` (``login.success``, whose
+        detail names the ``amr`` the user proved, e.g. ``["pwd", "otp", "mfa"]``)."""
+        detail: dict[str, object] = {"channel": channel, "amr": list(session.amr)}
         if session.kind == "browser":
             detail["remember"] = session.remember
         await self.audit.record(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -9,14 +10,19 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from bastion.auth import SecondFactorRequired
 from bastion.devices import describe
-from bastion.exceptions import AuthenticationFailed, RateLimited, TokenError
+from bastion.exceptions import AuthenticationFailed, RateLimited, StoreUnavailable, TokenError
 from bastion.fastapi.dependencies import CurrentUser, Principal, client_ip
 from bastion.fastapi.install import Bastion, BastionDep
 from bastion.fastapi.oauth_form import FormField, InvalidRequest, form_body, read_form
+from bastion.fastapi.two_step import AMR_OF, SIGN_IN_METHOD, factor_check
+from bastion.mfa import methods as amr_methods
+from bastion.mfa.policy import second_factor_required
 from bastion.recovery import EmailNotVerified
 from bastion.refresh import RefreshTokenReused
 from bastion.sessions import Session
+from bastion.users.repository import UserRecord
 
 log = logging.getLogger("bastion.security")
 
@@ -32,6 +38,15 @@ class OAuthError(BaseModel):
 
     error: str
     error_description: str
+
+
+class MFARequired(BaseModel):
+    """The password grant's answer for a user with a second factor: no tokens yet, but an
+    ``mfa_token`` (single use, 5 minutes) for the ``urn:bastion:grant-type:mfa`` grant."""
+
+    error: str
+    error_description: str
+    mfa_token: str
 
 
 class TokenResponse(BaseModel):
@@ -68,6 +83,18 @@ FORM_ERRORS: dict[int | str, dict[str, Any]] = {
         "form; ErrorDetail only for a malformed cookie or Content-Length, refused before",
     },
 }
+MFA_GRANT = "urn:bastion:grant-type:mfa"
+TOKEN_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": MFARequired | OAuthError | ErrorDetail,
+        "description": "RFC 6749 section 5.2 error. `mfa_required` (with an `mfa_token`): the "
+        "password was right and the user has a second factor; send it with "
+        f"`grant_type={MFA_GRANT}`, `mfa_token` and `otp` (a code from the authenticator "
+        "app) or `recovery_code`. `mfa_enrolment_required`: the account must set up a "
+        "second factor (BASTION_MFA) on the web first. invalid_request for any problem "
+        "with the form; ErrorDetail only for a malformed cookie or Content-Length",
+    },
+}
 router = APIRouter(prefix="/api", tags=["api"], responses=COMMON_RESPONSES)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 MAX_FIELD = 4096
@@ -102,17 +129,21 @@ TOKEN_FORM = (
     FormField("password", MAX_FIELD),
     FormField("refresh_token", MAX_FIELD),
     FormField("scope", MAX_FIELD),
+    # The urn:bastion:grant-type:mfa grant: the password grant's mfa_token and one factor.
+    FormField("mfa_token", MAX_FIELD),
+    FormField("otp", 64),
+    FormField("recovery_code", 64),
 )
 REVOKE_FORM = (FormField("token", MAX_FIELD, required=True), FormField("token_type_hint", 64))
 
 
 @router.post(
     "/token",
-    summary="OAuth 2.0 token endpoint (password and refresh_token grants)",
+    summary="OAuth 2.0 token endpoint (password, refresh_token and second-factor grants)",
     openapi_extra={"requestBody": form_body(TOKEN_FORM)},
     responses={
         200: {"model": TokenResponse, "description": "New tokens"},
-        **FORM_ERRORS,
+        **TOKEN_ERRORS,
         429: {
             "model": OAuthError,
             "description": "Throttled",
@@ -121,7 +152,15 @@ REVOKE_FORM = (FormField("token", MAX_FIELD, required=True), FormField("token_ty
     },
 )
 async def token(request: Request, bastion: BastionDep) -> JSONResponse:
-    """Swagger UI's "Authorize" posts ``grant_type=password`` here."""
+    """Swagger UI's "Authorize" posts ``grant_type=password`` here.
+
+    Grants: ``password`` (``username``, ``password``), ``refresh_token``
+    (``refresh_token``), and ``urn:bastion:grant-type:mfa`` (``mfa_token`` and ``otp`` or
+    ``recovery_code``), which completes a password grant answered ``mfa_required``: a
+    user with a second factor gets tokens only after proving it. A wrong code answers
+    ``invalid_grant`` and leaves the ``mfa_token`` usable (for 5 minutes from the password
+    and at most 5 wrong codes); wrong codes count against the account's back-off like
+    wrong passwords (429 while throttled)."""
     try:
         form = await read_form(request, TOKEN_FORM)
     except InvalidRequest as invalid:
@@ -135,7 +174,13 @@ async def token(request: Request, bastion: BastionDep) -> JSONResponse:
         if "refresh_token" not in form:
             return oauth_error("invalid_request", "refresh_token is required")
         return await _refresh_grant(request, bastion, form["refresh_token"])
-    return oauth_error("unsupported_grant_type", "use password or refresh_token")
+    if grant_type == MFA_GRANT:
+        if "mfa_token" not in form or ("otp" in form) == ("recovery_code" in form):
+            return oauth_error(
+                "invalid_request", "mfa_token and one of otp or recovery_code are required"
+            )
+        return await _mfa_grant(request, bastion, form)
+    return oauth_error("unsupported_grant_type", f"use password, refresh_token or {MFA_GRANT}")
 
 
 def link_base(bastion: Bastion, request: Request) -> str | None:
@@ -153,7 +198,6 @@ def link_base(bastion: Bastion, request: Request) -> str | None:
 async def _password_grant(
     request: Request, bastion: Bastion, username: str, password: str
 ) -> JSONResponse:
-    services = bastion.services
     ip = client_ip(request)
     user_agent = request.headers.get("user-agent")
     try:
@@ -163,22 +207,113 @@ async def _password_grant(
     except AuthenticationFailed:
         return oauth_error("invalid_grant", "invalid user name or password")
     except RateLimited as limited:
+        return _throttled(limited)
+    except SecondFactorRequired as due:
+        return await _second_factor_due(request, bastion, due.user)
+    if second_factor_required(bastion.settings.mfa, user.roles):
         return oauth_error(
-            "invalid_grant",
-            "too many attempts; retry later",
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            **{"Retry-After": str(limited.retry_after)},
+            "mfa_enrolment_required",
+            "this account must set up a second factor: sign in on the web to add one",
         )
+    return await _issue_tokens(request, bastion, user)
+
+
+def _throttled(limited: RateLimited) -> JSONResponse:
+    return oauth_error(
+        "invalid_grant",
+        "too many attempts; retry later",
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        **{"Retry-After": str(limited.retry_after)},
+    )
+
+
+def _unverified(request: Request, bastion: Bastion, user: UserRecord) -> JSONResponse:
+    # Only a correct password gets here. A new link goes out (within the account's limit
+    # of verification mails), as the sign-in page offers one.
+    bastion.services.recovery.send_verification_later(user, base_url=link_base(bastion, request))
+    return oauth_error(
+        "email_not_verified",
+        "the account's e-mail address is not verified: follow the link mailed to it",
+    )
+
+
+async def _second_factor_due(request: Request, bastion: Bastion, user: UserRecord) -> JSONResponse:
+    """The password was right and the user has a second factor: an ``mfa_token`` (no
+    tokens, no session yet). An unverified address is said first, as without a factor."""
     try:
-        _, session = await bastion.start_session(request, user, kind="api", channel="api")
-    except EmailNotVerified:
-        # Only a correct password gets here. A new link goes out (within the account's
-        # limit of verification mails), as the sign-in page offers one.
-        services.recovery.send_verification_later(user, base_url=link_base(bastion, request))
-        return oauth_error(
-            "email_not_verified",
-            "the account's e-mail address is not verified: follow the link mailed to it",
+        await bastion.services.recovery.require_verified(
+            user,
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+            channel="api",
         )
+    except EmailNotVerified:
+        return _unverified(request, bastion, user)
+    mfa_token = await bastion.services.pending_sign_ins.start(
+        user.id, channel="api", methods=(amr_methods.PASSWORD,)
+    )
+    return JSONResponse(
+        {
+            "error": "mfa_required",
+            "error_description": "a second factor is required: send it with "
+            f"grant_type={MFA_GRANT}, the mfa_token and otp or recovery_code",
+            "mfa_token": mfa_token,
+        },
+        status_code=400,
+        headers=NO_STORE,
+    )
+
+
+async def _mfa_grant(request: Request, bastion: Bastion, form: dict[str, str]) -> JSONResponse:
+    pending_sign_ins = bastion.services.pending_sign_ins
+    token = form["mfa_token"]
+    pending = await pending_sign_ins.claim(token, channel="api")
+    if pending is None:
+        return oauth_error("invalid_grant", "the mfa_token is invalid, used or expired")
+    # This request holds the pending state: it completes it or puts it back.
+    offered = factor_check(bastion, request, form.get("otp", ""), form.get("recovery_code", ""))
+    if offered is None:
+        await pending_sign_ins.release(token, pending, wrong_code=False)
+        return oauth_error("invalid_request", "otp or recovery_code is required")
+    method, check = offered
+    try:
+        user = await bastion.authenticator.check_second_factor(
+            pending.user_id,
+            check,
+            method=method,
+            ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+            channel="api",
+        )
+    except AuthenticationFailed:
+        await pending_sign_ins.release(token, pending, wrong_code=True)
+        return oauth_error("invalid_grant", "the code is not valid")
+    except RateLimited as limited:
+        await pending_sign_ins.release(token, pending, wrong_code=False)
+        return _throttled(limited)
+    except StoreUnavailable:
+        with contextlib.suppress(StoreUnavailable):
+            await pending_sign_ins.release(token, pending, wrong_code=False)
+        raise
+    amr = amr_methods.with_mfa((*pending.methods, AMR_OF[method]))
+    return await _issue_tokens(request, bastion, user, method=SIGN_IN_METHOD[method], amr=amr)
+
+
+async def _issue_tokens(
+    request: Request,
+    bastion: Bastion,
+    user: UserRecord,
+    *,
+    method: str = "password",
+    amr: tuple[str, ...] = (amr_methods.PASSWORD,),
+) -> JSONResponse:
+    services = bastion.services
+    try:
+        _, session = await bastion.start_session(
+            request, user, kind="api", channel="api", method=method, amr=amr
+        )
+    except EmailNotVerified:
+        return _unverified(request, bastion, user)
     access, claims = services.access_tokens.encode(
         str(user.id), session.key, session.token_claims()
     )

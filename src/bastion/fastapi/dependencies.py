@@ -107,6 +107,36 @@ class ReauthRequired(Exception):
         self.next_path = next_path
 
 
+class EnrolmentRequired(Exception):
+    """A browser whose session may only set up a second factor (``BASTION_MFA``) asked for
+    another page; answered with a redirect to :data:`ENROLMENT_PAGE`."""
+
+
+ENROLMENT_PAGE = "/account/security"
+# What a session flagged ``mfa_enrolment`` may reach through these dependencies: the pages
+# (and JSON calls) that add a second factor, and /reauth (adding one is a sensitive action).
+# /logout and static files need no dependency of these.
+ENROLMENT_PATHS = frozenset(
+    {ENROLMENT_PAGE, "/account/totp", "/account/passkeys", "/account/passkeys/options", "/reauth"}
+)
+ENROLMENT_MESSAGE = (
+    "this account must set up a second factor before it can do anything else: "
+    f"sign in on the web and add one at {ENROLMENT_PAGE}"
+)
+
+
+def _enrolment_gate(request: Request, principal: Principal | None, *, page: bool) -> None:
+    """Refuse an enrolment session anything but enrolment: a page (or a browser's
+    navigation) is redirected to the enrolment page, anything else gets 403."""
+    if principal is None or not principal.session.mfa_enrolment:
+        return
+    if request.url.path in ENROLMENT_PATHS:
+        return
+    if page:
+        raise EnrolmentRequired
+    raise HTTPException(status.HTTP_403_FORBIDDEN, detail=ENROLMENT_MESSAGE)
+
+
 def prefers_html(accept: str | None) -> bool:
     """Whether an ``Accept`` header ranks ``text/html`` above ``application/json`` (by the
     q-value of the most specific range matching each, RFC 9110 section 12.5.1). Browsers
@@ -270,6 +300,10 @@ class _Authentication(OAuth2PasswordBearer):
             if navigation:
                 raise LoginRequired(requested_path(request))
             raise _unauthorized()
+        if not self.required and principal is not None and principal.session.mfa_enrolment:
+            # Nothing but enrolment: where a signed-in user is optional, it is nobody.
+            return None if request.url.path not in ENROLMENT_PATHS else principal
+        _enrolment_gate(request, principal, page=navigation)
         return principal
 
 
@@ -286,6 +320,7 @@ async def page_user(request: Request) -> Principal:
     principal = principal_from_session(session_state(request.scope).session)
     if principal is None:
         raise LoginRequired(requested_path(request))
+    _enrolment_gate(request, principal, page=True)
     return principal
 
 

@@ -22,6 +22,8 @@ from bastion.csrf import mask_token
 from bastion.exceptions import RateLimited, StoreUnavailable
 from bastion.fastapi.dependencies import (
     ANSWER_KEY,
+    ENROLMENT_PAGE,
+    EnrolmentRequired,
     LoginRequired,
     ReauthRequired,
     principal_from_session,
@@ -183,7 +185,11 @@ def register_error_handlers(app: FastAPI, renderer: ErrorRenderer) -> None:
         assert isinstance(exc, ReauthRequired)
         return RedirectResponse(reauth_url(exc.next_path), status_code=303)
 
+    async def enrolment_required(request: Request, exc: Exception) -> Response:
+        return RedirectResponse(ENROLMENT_PAGE, status_code=303)
+
     app.add_exception_handler(LoginRequired, login_required)
+    app.add_exception_handler(EnrolmentRequired, enrolment_required)
     app.add_exception_handler(ReauthRequired, reauth_required)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -9,14 +9,18 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from bastion.asgi.sessions import session_state
+from bastion.auth import SecondFactorRequired
 from bastion.devices import describe
 from bastion.exceptions import AuthenticationFailed, RateLimited
 from bastion.fastapi.dependencies import PageUser, client_ip
 from bastion.fastapi.errors import throttled_message
 from bastion.fastapi.install import STATIC_DIR, BastionDep
 from bastion.fastapi.recovery import resend_ticket
+from bastion.fastapi.two_step import start_enrolment_session, start_two_step
+from bastion.mfa.policy import second_factor_required
 from bastion.recovery import EmailNotVerified
 from bastion.redirects import safe_next
+from bastion.users.repository import UserRecord
 
 log = logging.getLogger("bastion.security")
 router = APIRouter(include_in_schema=False)
@@ -27,6 +31,8 @@ LOGIN_NOTICES = {
     "signed-out": "You have been signed out.",
     "password-reset": "Your password was changed and every session of your account ended. "
     "Sign in with the new password.",
+    "verify-expired": "That sign-in is no longer valid: it lasts 5 minutes, ends after a few "
+    "wrong codes, and works once. Sign in again.",
 }
 UNVERIFIED = (
     "Your password is right, but the e-mail address of your account is not verified yet. "
@@ -99,24 +105,47 @@ async def login_submit(
             status_code=429,
             headers={"Retry-After": str(limited.retry_after)},
         )
+    except SecondFactorRequired as due:
+        user = due.user
+        second_factor_due = True
+    else:
+        second_factor_due = False
     remembered = remember is not None and remember.lower() in ("on", "1", "true", "yes")
     previous = state.session.key if state.session else None
+    must_enrol = not second_factor_due and second_factor_required(bastion.settings.mfa, user.roles)
     try:
+        if second_factor_due:
+            # No session before the second factor; an unverified address is said now, as
+            # it would be to a user without one.
+            await bastion.services.recovery.require_verified(
+                user, ip=ip, user_agent=user_agent, channel="web"
+            )
+            return await start_two_step(
+                request, bastion, user, remember=remembered, next=safe_next(next)
+            )
+        if must_enrol:
+            return await start_enrolment_session(request, bastion, user, remember=remembered)
         raw_id, session = await bastion.start_session(
             request, user, remember=remembered, replaces=previous, channel="web"
         )
     except EmailNotVerified:
-        # Said only now that the password proved right: it tells nobody else anything.
-        ticket = resend_ticket(bastion, user)
-        return bastion.templates.render(
-            request,
-            "login.html",
-            {**context, "error": UNVERIFIED, "resend_ticket": ticket},
-            status_code=403,
-        )
+        return _unverified(request, bastion, context, user)
     max_age = bastion.settings.remember_me_timeout if remembered else None
     state.begin(raw_id, session, max_age=max_age)
     return RedirectResponse(safe_next(next), status_code=303)
+
+
+def _unverified(
+    request: Request, bastion: BastionDep, context: dict[str, str | None], user: UserRecord
+) -> Response:
+    # Said only now that the password proved right: it tells nobody else anything.
+    ticket = resend_ticket(bastion, user)
+    return bastion.templates.render(
+        request,
+        "login.html",
+        {**context, "error": UNVERIFIED, "resend_ticket": ticket},
+        status_code=403,
+    )
 
 
 @router.post("/logout")
