@@ -11,7 +11,7 @@ from bastion.asgi.sessions import session_state
 from bastion.devices import describe
 from bastion.exceptions import AuthenticationFailed, RateLimited, UserError
 from bastion.fastapi.api import end_own_session, link_base
-from bastion.fastapi.dependencies import PageUser, client_ip
+from bastion.fastapi.dependencies import PageUser, RecentPageUser, client_ip
 from bastion.fastapi.errors import throttled_message
 from bastion.fastapi.install import Bastion, BastionDep
 from bastion.mfa.methods import describe_methods
@@ -42,7 +42,7 @@ async def sessions_page(request: Request, user: PageUser, bastion: BastionDep) -
 
 
 @router.post("/account/sessions/revoke-others")
-async def revoke_others(request: Request, user: PageUser, bastion: BastionDep) -> Response:
+async def revoke_others(request: Request, user: RecentPageUser, bastion: BastionDep) -> Response:
     await bastion.accounts.revoke_other_sessions(
         user.session, ip=client_ip(request), user_agent=request.headers.get("user-agent")
     )
@@ -61,7 +61,7 @@ async def revoke_one(
 
 
 @router.get("/account/password")
-async def password_form(request: Request, user: PageUser, bastion: BastionDep) -> Response:
+async def password_form(request: Request, user: RecentPageUser, bastion: BastionDep) -> Response:
     return bastion.templates.render(
         request, "account_password.html", {"error": None, "notice": None}
     )
@@ -70,7 +70,7 @@ async def password_form(request: Request, user: PageUser, bastion: BastionDep) -
 @router.post("/account/password")
 async def password_change(
     request: Request,
-    user: PageUser,
+    user: RecentPageUser,
     bastion: BastionDep,
     current_password: FormText = "",
     new_password: FormText = "",

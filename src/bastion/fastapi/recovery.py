@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from bastion.asgi.sessions import session_state
 from bastion.exceptions import AuthenticationFailed, RateLimited, UserError
 from bastion.fastapi.api import COMMON_RESPONSES, NO_STORE, ErrorDetail, OAuthError, link_base
-from bastion.fastapi.dependencies import PageUser, client_ip
+from bastion.fastapi.dependencies import PageUser, RecentPageUser, client_ip
 from bastion.fastapi.errors import throttled_message
 from bastion.fastapi.install import Bastion, BastionDep
 from bastion.recovery import InvalidLink, Recovery
@@ -280,14 +280,14 @@ def _email_form(
 
 
 @router.get("/account/email")
-async def email_form(request: Request, user: PageUser, bastion: BastionDep) -> Response:
+async def email_form(request: Request, user: RecentPageUser, bastion: BastionDep) -> Response:
     return _email_form(request, bastion)
 
 
 @router.post("/account/email")
 async def email_change(
     request: Request,
-    user: PageUser,
+    user: RecentPageUser,
     bastion: BastionDep,
     email: Annotated[str, Form(max_length=320)] = "",
     current_password: FormText = "",
