@@ -358,6 +358,24 @@ def users_reset_link(
     typer.echo(run(work))
 
 
+@users_app.command("reset-mfa")
+def users_reset_mfa(name: UserName) -> None:
+    """Remove a user's second factors (authenticator app, passkeys, recovery codes) and
+    end all of that user's sessions: for a user who lost every factor. They sign in with
+    their password alone and set up new factors (at once, when BASTION_MFA asks for one)."""
+    refuse_process_local_sessions(load_settings())
+
+    async def work(services: Any) -> None:
+        user = await _require_user(services, name)
+        removed = await services.mfa.remove_all(user.id, by="cli")
+        typer.echo(
+            f"removed {removed.describe()} of {user.username}; "
+            f"{removed.sessions_ended} session(s) ended"
+        )
+
+    run(work)
+
+
 @users_app.command("import")
 def users_import(
     file: Annotated[

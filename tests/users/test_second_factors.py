@@ -15,7 +15,13 @@ from bastion.exceptions import UserError
 from bastion.mfa import totp
 from bastion.mfa.models import Passkey, RecoveryCode, TOTPFactor
 from bastion.mfa.repository import SecondFactorRepository
-from bastion.mfa.service import FactorSummary, InvalidCode, SecondFactors, TOTPAlreadyEnabled
+from bastion.mfa.service import (
+    FactorSummary,
+    InvalidCode,
+    RemovedFactors,
+    SecondFactors,
+    TOTPAlreadyEnabled,
+)
 from bastion.passwords import Passwords
 from bastion.sessions import SessionManager
 from bastion.stores.memory import MemoryStore
@@ -389,15 +395,17 @@ async def test_removing_all_factors_ends_the_users_sessions_and_is_audited(
     await add_passkey(repo, alice, clock)
     _, session = await sessions.create(alice.id, username="alice")
 
-    ended = await factors.remove_all(alice.id, actor_id=None, ip="192.0.2.1")
+    removed = await factors.remove_all(alice.id, by="cli", ip="192.0.2.1")
 
-    assert ended == [session.key]
+    assert removed == RemovedFactors(totp=True, passkeys=1, recovery_codes=10, sessions_ended=1)
+    assert removed.describe() == "TOTP, 1 passkey, 10 recovery codes"
     assert await sessions.get(session.key) is None
     summary = await factors.summary(alice.id)
     assert (summary.totp, summary.passkeys, summary.recovery_codes_left) == (False, 0, 0)
     [reset] = [e for e in await repo.list_audit(user_id=alice.id) if e.event == "mfa.reset"]
     assert reset.ip == "192.0.2.1"
     assert reset.detail == {
+        "by": "cli",
         "totp": True,
         "passkeys": 1,
         "recovery_codes": 10,
@@ -409,4 +417,4 @@ async def test_removing_the_factors_of_an_unknown_user_is_refused(
     factors: SecondFactors,
 ) -> None:
     with pytest.raises(UserError):
-        await factors.remove_all(424242)
+        await factors.remove_all(424242, by="cli")

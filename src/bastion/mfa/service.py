@@ -10,7 +10,7 @@ are not recorded or throttled here: callers go through the account's back-off
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,13 @@ from bastion.mfa.repository import SecondFactorRepository
 from bastion.mfa.secretbox import SecretBox, SecretBoxError
 from bastion.mfa.totp import TOTPEnrolment
 
-__all__ = ["FactorSummary", "InvalidCode", "SecondFactors", "TOTPAlreadyEnabled"]
+__all__ = [
+    "FactorSummary",
+    "InvalidCode",
+    "RemovedFactors",
+    "SecondFactors",
+    "TOTPAlreadyEnabled",
+]
 
 # The purpose label of the TOTP secrets' encryption key.
 TOTP_PURPOSE = "mfa.totp"
@@ -51,6 +57,24 @@ class FactorSummary:
     @property
     def has_any(self) -> bool:
         return self.totp or self.passkeys > 0
+
+
+@dataclass(frozen=True, slots=True)
+class RemovedFactors:
+    """What :meth:`SecondFactors.remove_all` removed."""
+
+    totp: bool
+    passkeys: int
+    recovery_codes: int
+    sessions_ended: int
+
+    def describe(self) -> str:
+        """ "TOTP, 2 passkeys, 10 recovery codes" or "no second factors"."""
+        parts = ["TOTP"] if self.totp else []
+        for count, word in ((self.passkeys, "passkey"), (self.recovery_codes, "recovery code")):
+            if count:
+                parts.append(f"{count} {word}{'s' if count != 1 else ''}")
+        return ", ".join(parts) or "no second factors"
 
 
 class SecondFactors:
@@ -170,30 +194,26 @@ class SecondFactors:
     # -- everything ------------------------------------------------------------------------
 
     async def remove_all(
-        self, user_id: int, *, actor_id: int | None = None, **context: Any
-    ) -> list[str]:
-        """Remove every second factor of the user (a lost phone and lost codes, an
-        operator's decision) and end all their sessions; returns the ended session keys.
+        self, user_id: int, *, by: str, actor_id: int | None = None, **context: Any
+    ) -> RemovedFactors:
+        """Remove every second factor of the user (a lost phone and lost codes: an
+        operator's decision, ``by`` "cli" or "admin") and end all their sessions.
         ``UserError`` for no such user."""
         user = await self.accounts.require(user_id)
         totp_on, passkeys, codes = await self.repository.delete_all(user_id)
         ended = await self.accounts.sessions.end_all_for_user(user_id)
         for callback in self.accounts.on_user_changed:
             await callback(user_id)
+        removed = RemovedFactors(totp_on, passkeys, codes, len(ended))
         await self.audit.record(
             "mfa.reset",
             user_id=user_id,
             username=user.username,
             actor_id=actor_id,
-            detail={
-                "totp": totp_on,
-                "passkeys": passkeys,
-                "recovery_codes": codes,
-                "sessions_ended": len(ended),
-            },
+            detail={"by": by, **asdict(removed)},
             **context,
         )
-        return ended
+        return removed
 
     # -- helpers ---------------------------------------------------------------------------
 

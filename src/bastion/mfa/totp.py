@@ -57,7 +57,7 @@ def enrolment(secret: str, account_name: str, issuer: str) -> TOTPEnrolment:
     )
     # Medium error correction survives a slightly blurred phone camera; no external
     # service, no data: URI (the page's CSP needs nothing extra).
-    qr_svg = segno.make(uri, error="m").svg_inline(scale=4, border=4)
+    qr_svg = segno.make(uri, error="m").svg_inline(scale=4, border=4, light="#fff")
     return TOTPEnrolment(secret=secret, uri=uri, qr_svg=qr_svg)
 
 
