@@ -84,11 +84,13 @@ async def user_id(site: Site, username: str) -> int:
 SENSITIVE_PAGES = (
     "/account/password",
     "/account/email",
+    "/account/totp",
     "/admin/users",
     "/admin/users/new",
     "/admin/users/{bob}/roles",
     "/admin/users/{bob}/password",
     "/admin/users/{bob}/delete",
+    "/admin/users/{bob}/mfa",
     "/admin/sessions",
     "/admin/audit",
 )
@@ -137,12 +139,18 @@ def sensitive_posts(bob: int, bob_session: str) -> list[tuple[str, dict[str, str
             "/account/email",
         ),
         ("/account/sessions/revoke-others", {}, "/account/sessions"),
+        ("/account/totp", {"code": "123456"}, "/account/totp"),
+        ("/account/totp/disable", {}, "/account/security"),
+        ("/account/recovery-codes", {}, "/account/security"),
+        ("/account/passkeys/1/rename", {"name": "new name"}, "/account/security"),
+        ("/account/passkeys/1/remove", {}, "/account/security"),
         ("/admin/users/new", {"username": "carol", **new_password}, "/admin/users/new"),
         (f"/admin/users/{bob}/active", {"active": "0"}, "/admin/users"),
         (f"/admin/users/{bob}/roles", {"roles": "admin"}, f"/admin/users/{bob}/roles"),
         (f"/admin/users/{bob}/password", new_password, f"/admin/users/{bob}/password"),
         (f"/admin/users/{bob}/reset-link", {}, f"/admin/users/{bob}/password"),
         (f"/admin/users/{bob}/delete", {"confirm": "bob"}, f"/admin/users/{bob}/delete"),
+        (f"/admin/users/{bob}/mfa/reset", {"confirm": "bob"}, f"/admin/users/{bob}/mfa"),
         (f"/admin/sessions/{bob_session}/revoke", {}, "/admin/sessions"),
     ]
 
@@ -166,6 +174,20 @@ async def test_every_sensitive_action_outside_the_window_changes_nothing(site: S
             assert held.status_code == 303, action
             assert held.headers["location"] == reauth_location(page), action
         assert await site_state(site) == before
+
+
+@pytest.mark.parametrize("path", ["/account/passkeys/options", "/account/passkeys"])
+async def test_passkey_registration_calls_outside_the_window_get_rfc_9470s_challenge(
+    site: Site, path: str
+) -> None:
+    async with site.client() as client:
+        await login(client, "alice")
+        await age_sign_ins(site, "alice")
+        headers = {**ORIGIN, "X-CSRF-Token": await csrf_token(client)}
+        refused = await client.post(path, json={"credential": {}, "name": "key"}, headers=headers)
+    assert refused.status_code == 401
+    assert "confirm it is you at /reauth" in challenge_params(refused)
+    assert refused.headers["www-authenticate"].endswith(f'max_age="{WINDOW}"')
 
 
 @pytest.mark.parametrize(
@@ -241,6 +263,7 @@ async def test_reauthentication_renews_the_session_and_restarts_its_window(site:
     assert new.amr == ("pwd",)
     assert me["session_id"] == new.key
     assert me["amr"] == ["pwd"]
+    assert me["auth_time"] == int(new.auth_time)
     assert "password" in devices.text
     events = await services.users.list_audit(0, 10)
     success = [e for e in events if e.event == "reauth.success"]

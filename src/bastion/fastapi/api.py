@@ -374,6 +374,9 @@ async def me(user: CurrentUser) -> dict[str, Any]:
         "email": user.session.email,
         "email_verified": user.session.email_verified,
         "amr": list(user.session.amr),
+        # When the user last proved who they are (sign-in or /reauth), epoch seconds as in
+        # access tokens: sensitive actions need it within BASTION_REAUTH_WINDOW.
+        "auth_time": int(user.session.auth_time),
         "roles": sorted(user.roles),
         "session_id": user.session_id,
     }
