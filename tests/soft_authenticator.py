@@ -143,6 +143,9 @@ class SoftAuthenticator:
             "clientExtensionResults": {},
         }
 
+    def credential_ids(self) -> list[str]:
+        return [bytes_to_base64url(cid) for cid in self.credentials]
+
     def only(self) -> SoftCredential:
         (credential,) = self.credentials.values()
         return credential

@@ -67,7 +67,7 @@ def sign_in(page: Page, url: str) -> None:
     page.goto(f"{url}/login")
     page.get_by_label("User name").fill("alice")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url(f"{url}/dashboard")
 
 

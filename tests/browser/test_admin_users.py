@@ -24,7 +24,7 @@ def sign_in_as(page: Page, url: str, username: str, password: str) -> None:
     page.goto(f"{url}/login")
     page.get_by_label("User name").fill(username)
     page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url(f"{url}/dashboard")
 
 

@@ -49,7 +49,7 @@ def test_app_page_form_and_scripts_work_under_bastion(
     assert page.url == f"{url}/login?next=/notes%3Fview%3Dall"
     page.get_by_label("User name").fill("alice")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url(f"{url}/notes?view=all")
     expect(page.get_by_role("heading", name="Notes of alice")).to_be_visible()
 
@@ -86,7 +86,7 @@ def test_app_scripts_without_the_token_are_refused(
     page.goto(f"{example_server.url}/notes")
     page.get_by_label("User name").fill("alice")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url(f"{example_server.url}/notes")
     status = page.evaluate(
         """async () => (await fetch("/api/notes", {

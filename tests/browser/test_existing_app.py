@@ -34,7 +34,7 @@ def test_sign_in_add_a_note_sign_out_and_be_sent_to_sign_in(
     expect(page).to_have_title(f"Sign in · {SITE_NAME}")
     page.get_by_label("User name").fill("alice")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url(f"{url}/notes")
     expect(page).to_have_title(f"Notes · {SITE_NAME}")
     expect(page.get_by_role("heading", name="Your notes")).to_be_visible()
@@ -59,4 +59,4 @@ def test_sign_in_add_a_note_sign_out_and_be_sent_to_sign_in(
     page.wait_for_url(f"{url}/login?done=signed-out")
     page.goto(f"{url}/notes")
     assert page.url == f"{url}/login?next=/notes"
-    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()

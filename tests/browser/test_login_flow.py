@@ -21,7 +21,7 @@ def test_browser_signs_in_sees_dashboard_and_signs_out(
 
     page.get_by_label("User name").fill("alice")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url(f"{server.url}/dashboard")
     assert page.get_by_role("heading", name="Welcome alice").is_visible()
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)

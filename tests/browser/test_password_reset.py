@@ -74,7 +74,7 @@ def test_forgot_password_to_signed_in_with_the_new_one(
 
     page.get_by_label("User name").fill("alice")
     page.get_by_label("Password", exact=True).fill(NEW_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url(f"{url}/dashboard")
     assert page.get_by_role("heading", name="Welcome alice").is_visible()
     page.screenshot(path=str(ARTIFACTS / "password-reset-signed-in.png"), full_page=True)
