@@ -211,6 +211,8 @@ async def test_another_origin_or_rp_id_is_refused(world: World) -> None:
     with pytest.raises(PasskeyRefused, match="origin"):
         await world.passkeys.sign_in(phishing.get(options), RP, BROWSER)
 
+    assert "login.failure" in await world.events(world.alice.id)
+
     other_rp = RelyingParty(id="example", name="x", origin=ORIGIN)
     options = await world.passkeys.authentication_options(other_rp, BROWSER)
     with pytest.raises(PasskeyRefused, match="RP ID"):

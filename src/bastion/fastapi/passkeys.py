@@ -103,7 +103,8 @@ BrowserUser = Annotated[Principal, Depends(_browser_user)]
 
 
 def _relying_party(request: Request, bastion: Bastion) -> RelyingParty:
-    return relying_party(bastion.settings, str(request.base_url))
+    # The origin alone: an application mounted under a path still has its host's origin.
+    return relying_party(bastion.settings, f"{request.url.scheme}://{request.url.netloc}")
 
 
 def _binding(request: Request) -> str:

@@ -1,23 +1,26 @@
 """Queries on passkeys (``bastion_passkeys``) and users' WebAuthn user handles.
 
-Like :class:`bastion.users.repository.UserRepository`, whose bounded transactions it
-uses: every method is one short transaction, returns frozen dataclasses, and an outage
-raises :class:`bastion.exceptions.StoreUnavailable` ("database").
+Like :class:`bastion.users.repository.UserRepository`, on its engine, clock and timeout:
+every method is one short transaction, returns frozen dataclasses, and an outage raises
+:class:`bastion.exceptions.StoreUnavailable` ("database").
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bastion.clock import to_datetime
 from bastion.mfa.models import Passkey
 from bastion.users.models import User
-from bastion.users.repository import UserRepository
+from bastion.users.repository import UserRepository, guarded
 
 
 class CredentialTaken(Exception):
@@ -73,11 +76,16 @@ def _record(row: Any) -> PasskeyRecord:
 
 class PasskeyRepository:
     def __init__(self, users: UserRepository) -> None:
-        # The users' repository owns the engine, the timeout and the outage translation.
         self.users = users
 
+    def _connection(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return guarded(self.users.engine.begin(), self.users.timeout)
+
+    def _now(self) -> datetime:
+        return to_datetime(self.users.clock())
+
     async def user_handle(self, user_id: int) -> str | None:
-        async with self.users._connection() as connection:
+        async with self._connection() as connection:
             return await connection.scalar(
                 select(User.webauthn_user_handle).where(User.id == user_id)
             )
@@ -85,7 +93,7 @@ class PasskeyRepository:
     async def ensure_user_handle(self, user_id: int, candidate: str) -> str | None:
         """The user's handle, set to ``candidate`` if they had none (one conditional
         UPDATE: two first registrations at once agree on one handle). None: no such user."""
-        async with self.users._connection() as connection:
+        async with self._connection() as connection:
             await connection.execute(
                 update(User)
                 .where(User.id == user_id, User.webauthn_user_handle.is_(None))
@@ -97,23 +105,23 @@ class PasskeyRepository:
 
     async def list_for_user(self, user_id: int) -> list[PasskeyRecord]:
         query = select(Passkey.__table__).where(Passkey.user_id == user_id).order_by(Passkey.id)
-        async with self.users._connection() as connection:
+        async with self._connection() as connection:
             return [_record(row) for row in (await connection.execute(query)).all()]
 
     async def count_for_user(self, user_id: int) -> int:
         query = select(func.count()).select_from(Passkey).where(Passkey.user_id == user_id)
-        async with self.users._connection() as connection:
+        async with self._connection() as connection:
             return int(await connection.scalar(query) or 0)
 
     async def by_credential_id(self, credential_id: str) -> PasskeyRecord | None:
         query = select(Passkey.__table__).where(Passkey.credential_id == credential_id)
-        async with self.users._connection() as connection:
+        async with self._connection() as connection:
             row = (await connection.execute(query)).first()
         return _record(row) if row is not None else None
 
     async def add(self, passkey: NewPasskey) -> PasskeyRecord:
         """Insert; :class:`CredentialTaken` when the credential id is registered already."""
-        now = self.users._now()
+        now = self._now()
         values = {
             "user_id": passkey.user_id,
             "credential_id": passkey.credential_id,
@@ -128,7 +136,7 @@ class PasskeyRepository:
             "last_used_at": None,
         }
         try:
-            async with self.users._connection() as connection:
+            async with self._connection() as connection:
                 result = await connection.execute(
                     insert(Passkey).values(values).returning(Passkey.id)
                 )
@@ -156,9 +164,9 @@ class PasskeyRepository:
         statement = (
             update(Passkey)
             .where(Passkey.id == passkey.id, Passkey.sign_count == passkey.sign_count)
-            .values(sign_count=sign_count, backed_up=backed_up, last_used_at=self.users._now())
+            .values(sign_count=sign_count, backed_up=backed_up, last_used_at=self._now())
         )
-        async with self.users._connection() as connection:
+        async with self._connection() as connection:
             result = await connection.execute(statement)
         return int(getattr(result, "rowcount", 0)) == 1
 
@@ -168,7 +176,7 @@ class PasskeyRepository:
             .where(Passkey.id == passkey_id, Passkey.user_id == user_id)
             .values(name=name)
         )
-        async with self.users._connection() as connection:
+        async with self._connection() as connection:
             result = await connection.execute(statement)
         return int(getattr(result, "rowcount", 0)) == 1
 
@@ -177,7 +185,7 @@ class PasskeyRepository:
         query = select(Passkey.__table__).where(
             Passkey.id == passkey_id, Passkey.user_id == user_id
         )
-        async with self.users._connection() as connection:
+        async with self._connection() as connection:
             row = (await connection.execute(query)).first()
             if row is None:
                 return None
@@ -185,6 +193,6 @@ class PasskeyRepository:
         return _record(row)
 
     async def remove_all(self, user_id: int) -> int:
-        async with self.users._connection() as connection:
+        async with self._connection() as connection:
             result = await connection.execute(delete(Passkey).where(Passkey.user_id == user_id))
         return int(getattr(result, "rowcount", 0))

@@ -40,6 +40,7 @@ from webauthn.helpers import (
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.options_to_json_dict import options_to_json_dict
 from webauthn.helpers.structs import (
+    AuthenticationCredential,
     AuthenticatorSelectionCriteria,
     AuthenticatorTransport,
     CredentialDeviceType,
@@ -76,6 +77,8 @@ class PasskeyRefused(BastionError):
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
+        # Whose passkey it was, once the credential is known (for the audit trail).
+        self.user_id: int | None = None
         super().__init__(f"passkey refused: {reason}")
 
 
@@ -372,7 +375,22 @@ class Passkeys:
     ) -> PasskeyUse:
         """A sign-in with a passkey alone (options from :meth:`authentication_options`
         without a user). The user must be active; the caller starts the session."""
-        use = await self._verify(credential, rp, binding, "sign-in", None, ip, user_agent)
+        try:
+            use = await self._verify(credential, rp, binding, "sign-in", None, ip, user_agent)
+        except ClonedPasskey:
+            raise  # audited as such
+        except PasskeyRefused as error:
+            if error.user_id is not None:
+                # A known passkey that failed a check: a failed sign-in of its user.
+                await self.audit.record(
+                    "login.failure",
+                    user_id=error.user_id,
+                    ip=ip,
+                    user_agent=user_agent,
+                    # The reason may quote the client's data (its origin): clipped.
+                    detail={"channel": "web", "method": "passkey", "reason": error.reason[:200]},
+                )
+            raise
         if not use.user.is_active:
             await self._record(
                 "login.failure",
@@ -423,6 +441,25 @@ class Passkeys:
             raise PasskeyRefused("unknown credential")
         if user_id is not None and passkey.user_id != user_id:
             raise PasskeyRefused("the credential belongs to another user")
+        try:
+            return await self._check_assertion(
+                parsed, client_data.challenge, passkey, rp, ip, user_agent, user_id
+            )
+        except PasskeyRefused as error:
+            error.user_id = passkey.user_id
+            raise
+
+    async def _check_assertion(
+        self,
+        parsed: AuthenticationCredential,
+        challenge: bytes,
+        passkey: PasskeyRecord,
+        rp: RelyingParty,
+        ip: str | None,
+        user_agent: str | None,
+        user_id: int | None,
+    ) -> PasskeyUse:
+        """The checks of an assertion by a known passkey (its challenge already taken)."""
         handle = await self.repository.user_handle(passkey.user_id)
         given = parsed.response.user_handle
         if handle is None or (given is None and user_id is None):
@@ -433,7 +470,7 @@ class Passkeys:
         try:
             verified = verify_authentication_response(
                 credential=parsed,
-                expected_challenge=client_data.challenge,
+                expected_challenge=challenge,
                 expected_rp_id=rp.id,
                 expected_origin=rp.origin,
                 credential_public_key=passkey.public_key,
