@@ -1,4 +1,5 @@
-"""Administration pages: users, all sessions, audit log. Role ``admin`` only.
+"""Administration pages: users, all sessions, audit log. Role ``admin`` only, signed in or
+re-authenticated within ``BASTION_REAUTH_WINDOW`` (else ``/reauth`` first).
 
 Every change goes through :class:`bastion.accounts.Accounts`, as the CLI's do: sessions end,
 cached entries drop, the login back-off clears and the audit trail names the acting admin
@@ -18,7 +19,7 @@ from bastion.asgi.sessions import session_state
 from bastion.devices import describe
 from bastion.exceptions import UserError
 from bastion.fastapi.api import link_base
-from bastion.fastapi.dependencies import Principal, client_ip, require_role
+from bastion.fastapi.dependencies import Principal, client_ip, require_recent_auth
 from bastion.fastapi.install import Bastion, BastionDep
 from bastion.passwords import has_usable_password
 from bastion.users.repository import UserRecord, UserStillReferenced
@@ -26,7 +27,10 @@ from bastion.users.roles import ADMIN_ROLE
 
 PAGE_SIZE = 50
 router = APIRouter(prefix="/admin", include_in_schema=False)
-Admin = Annotated[Principal, Depends(require_role(ADMIN_ROLE, page=True))]
+# Every page and action here is sensitive (contract 6.3): an admin whose last sign-in is
+# older than BASTION_REAUTH_WINDOW confirms it is them first, so a session left open or
+# stolen cannot read the users, sessions and audit trail, nor act, for long.
+Admin = Annotated[Principal, Depends(require_recent_auth(role=ADMIN_ROLE, page=True))]
 Page = Annotated[int, Query(ge=1, le=100_000)]
 # users.id is a 32-bit integer: a larger number names no user (and must not reach the driver).
 UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -46,6 +50,8 @@ MESSAGES = {
     "no_user": "No such user.",
     "no_session": "No such session.",
     "no_public_url": "Links cannot be mailed: set BASTION_PUBLIC_URL.",
+    "not_yourself_mfa": "Change your own second factors on your Security page.",
+    "confirm_mfa": "Confirm the removal with the button on this page.",
 }
 NOTICES = {
     "created": "The user was created.",
@@ -53,6 +59,7 @@ NOTICES = {
     "password": "The password was set; the user's sessions and tokens ended.",
     "roles": "The roles were saved.",
     "reset-link": "A password reset link was sent to the user's e-mail address.",
+    "mfa-reset": "The user's second factors were removed; their sessions ended.",
 }
 
 
@@ -362,6 +369,53 @@ async def delete_user(
     except UserError as error:  # deleted meanwhile
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=MESSAGES["no_user"]) from error
     return _done("deleted")
+
+
+# ---- second factors --------------------------------------------------------------------
+
+
+async def _mfa_form(
+    request: Request, bastion: Bastion, admin: Admin, target: UserRecord, error: str | None = None
+) -> Response:
+    if target.id == admin.user_id:
+        # Here it would end this very session; the Security page asks for each factor.
+        error = error or MESSAGES["not_yourself_mfa"]
+    context = {
+        "target": target,
+        "is_self": target.id == admin.user_id,
+        "summary": await bastion.services.mfa.summary(target.id),
+    }
+    return _form(request, bastion, "admin_user_mfa.html", context, error)
+
+
+@router.get("/users/{user_id}/mfa")
+async def mfa_form(
+    user_id: UserId, request: Request, admin: Admin, bastion: BastionDep
+) -> Response:
+    return await _mfa_form(request, bastion, admin, await _target(bastion, user_id))
+
+
+@router.post("/users/{user_id}/mfa/reset")
+async def reset_mfa(
+    user_id: UserId,
+    request: Request,
+    admin: Admin,
+    bastion: BastionDep,
+    confirm: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Remove every second factor of a user who lost them (audited with the admin); their
+    sessions end, and they sign in with the password alone until they set up new ones."""
+    target = await _target(bastion, user_id)
+    if target.id == admin.user_id:
+        return await _mfa_form(request, bastion, admin, target)
+    # As for deletion: the page names the account, so a POST made for another does nothing.
+    if confirm != target.username:
+        return await _mfa_form(request, bastion, admin, target, MESSAGES["confirm_mfa"])
+    try:
+        await bastion.services.mfa.remove_all(target.id, by="admin", **_context(request, admin))
+    except UserError as error:  # deleted meanwhile
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=MESSAGES["no_user"]) from error
+    return _done("mfa-reset")
 
 
 # ---- sessions and audit ----------------------------------------------------------------

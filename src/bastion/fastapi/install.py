@@ -50,6 +50,7 @@ AUTH_PREFIXES = (
     "/logout",
     "/register",
     "/account",
+    "/reauth",
     "/admin",
     "/api/",
     "/password/",
@@ -151,10 +152,13 @@ class Bastion:
         channel: Channel | None = None,
         method: str = "password",
         amr: Sequence[str] = ("pwd",),
+        mfa_enrolment: bool = False,
     ) -> tuple[str, Session]:
         """A new session for ``user`` signed in by ``request``; with ``channel``, the sign-in
         (by ``method``) is also recorded as ``login.success`` and reaches the hooks.
-        ``amr`` names the methods the user proved themselves with (RFC 8176).
+        ``amr`` names the methods the user proved themselves with (RFC 8176);
+        ``mfa_enrolment`` makes a session that may only set up a second factor
+        (``BASTION_MFA``, see :mod:`bastion.fastapi.two_step`).
 
         Every session starts here, so this is where ``BASTION_EMAIL_VERIFICATION=required``
         holds back an account whose address is not verified
@@ -176,6 +180,7 @@ class Bastion:
             user_agent=user_agent,
             replaces=replaces,
             amr=amr,
+            mfa_enrolment=mfa_enrolment,
         )
         if channel is not None:
             await self.accounts.record_sign_in(user, session, channel=channel, method=method)
@@ -305,14 +310,22 @@ def install(
     if pages:
         from bastion.fastapi.account import router as account_router
         from bastion.fastapi.admin import router as admin_router
+        from bastion.fastapi.mfa import router as mfa_router
         from bastion.fastapi.pages import router as pages_router
+        from bastion.fastapi.passkeys import router as passkeys_router
+        from bastion.fastapi.reauth import router as reauth_router
         from bastion.fastapi.recovery import router as recovery_router
+        from bastion.fastapi.two_step import router as two_step_router
 
         pages_routes = [
             *pages_router.routes,
             *account_router.routes,
             *admin_router.routes,
             *recovery_router.routes,
+            *mfa_router.routes,
+            *two_step_router.routes,
+            *reauth_router.routes,
+            *passkeys_router.routes,
         ]
         app.router.routes.append(RouteGroup([r for r in pages_routes if isinstance(r, APIRoute)]))
     bastion_routes.extend(r for r in app.router.routes if all(r is not b for b in routes_before))
