@@ -1,0 +1,233 @@
+"""Passkeys in headless Chromium, with the DevTools protocol's virtual authenticator (CTAP2,
+internal transport, resident keys, user verification on): register one on the security
+page, sign in with it alone (the button, and the login field's autofill), use it as the
+second step after the password, rename and remove it, and refuse a cloned one.
+
+WebAuthn needs a secure context and a domain as RP id: the pages are loaded from
+``http://localhost:<port>`` (a secure context, unlike ``127.0.0.1`` as an RP id)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, expect
+
+from tests.browser.conftest import ARTIFACTS, PASSWORD
+from tests.live import LiveServer
+
+pytestmark = pytest.mark.browser
+# What a browser without the login field's autofill of passkeys says (Firefox, older
+# Safari): the page then offers the button only.
+NO_CONDITIONAL_UI = "PublicKeyCredential.isConditionalMediationAvailable = async () => false;"
+AUTHENTICATOR = {
+    "protocol": "ctap2",
+    "transport": "internal",
+    "hasResidentKey": True,
+    "hasUserVerification": True,
+    "isUserVerified": True,
+    "automaticPresenceSimulation": True,
+}
+
+
+@dataclass
+class Device:
+    """A browser tab with a virtual authenticator attached."""
+
+    url: str
+    context: BrowserContext
+    page: Page
+    cdp: CDPSession
+    authenticator_id: str
+
+    def credentials(self) -> list[dict[str, Any]]:
+        found = self.cdp.send("WebAuthn.getCredentials", {"authenticatorId": self.authenticator_id})
+        return list(found["credentials"])
+
+    def replace_authenticator(self, *credentials: dict[str, Any]) -> None:
+        """Another authenticator in place of this one, holding ``credentials``."""
+        self.cdp.send(
+            "WebAuthn.removeVirtualAuthenticator", {"authenticatorId": self.authenticator_id}
+        )
+        added = self.cdp.send("WebAuthn.addVirtualAuthenticator", {"options": AUTHENTICATOR})
+        self.authenticator_id = added["authenticatorId"]
+        for credential in credentials:
+            self.cdp.send(
+                "WebAuthn.addCredential",
+                {"authenticatorId": self.authenticator_id, "credential": credential},
+            )
+
+
+def open_device(browser: Browser, server: LiveServer, *, conditional_ui: bool) -> Device:
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    if not conditional_ui:
+        context.add_init_script(NO_CONDITIONAL_UI)
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable", {"enableUI": False})
+    added = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": AUTHENTICATOR})
+    url = server.url.replace("127.0.0.1", "localhost")
+    return Device(url, context, page, cdp, added["authenticatorId"])
+
+
+@pytest.fixture
+def device(browser: Browser, server: LiveServer) -> Iterator[Device]:
+    opened = open_device(browser, server, conditional_ui=False)
+    yield opened
+    opened.context.close()
+
+
+def sign_in_with_password(device: Device, username: str = "alice") -> None:
+    page = device.page
+    page.goto(f"{device.url}/login")
+    page.get_by_label("User name").fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def add_passkey(device: Device, name: str) -> None:
+    page = device.page
+    page.goto(f"{device.url}/account/security")
+    page.get_by_label("Name of the new passkey").fill(name)
+    page.get_by_role("button", name="Add a passkey").click()
+    page.wait_for_url(f"{device.url}/account/security?done=passkey-added")
+    expect(page.get_by_role("status").filter(has_text="Passkey added.")).to_be_visible()
+    expect(page.locator("#passkeys").get_by_role("cell", name=name, exact=True)).to_be_visible()
+
+
+def sign_out(device: Device) -> None:
+    device.page.get_by_role("button", name="Sign out", exact=True).click()
+    device.page.wait_for_url(f"{device.url}/login?done=signed-out")
+
+
+def enrolled(device: Device, name: str = "Virtual laptop") -> None:
+    """alice signs in with her password, adds a passkey and signs out."""
+    sign_in_with_password(device)
+    device.page.wait_for_url(f"{device.url}/dashboard")
+    add_passkey(device, name)
+    sign_out(device)
+
+
+def test_passkey_added_on_the_security_page_signs_in_without_a_password(
+    device: Device,
+) -> None:
+    page = device.page
+    sign_in_with_password(device)
+    page.wait_for_url(f"{device.url}/dashboard")
+    page.goto(f"{device.url}/account/security")
+    expect(page.get_by_text("You have no passkeys yet.")).to_be_visible()
+    add_passkey(device, "Virtual laptop")
+    row = page.locator("#passkeys tbody tr")
+    expect(row).to_have_count(1)
+    expect(row.get_by_role("cell").nth(2)).to_have_text("never")
+    page.screenshot(path=str(ARTIFACTS / "passkeys-security.png"), full_page=True)
+    (credential,) = device.credentials()
+    assert credential["isResidentCredential"] is True
+    assert credential["rpId"] == "localhost"
+    sign_out(device)
+
+    page.screenshot(path=str(ARTIFACTS / "passkeys-login.png"), full_page=True)
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    page.wait_for_url(f"{device.url}/dashboard")
+    expect(page.get_by_role("heading", name="Welcome alice")).to_be_visible()
+    page.goto(f"{device.url}/account/sessions")
+    expect(page.get_by_text("with passkey", exact=True)).to_be_visible()
+    page.goto(f"{device.url}/account/security")
+    expect(page.locator("#passkeys tbody tr").get_by_role("cell").nth(2)).not_to_have_text("never")
+
+
+def test_login_field_offers_the_passkey_where_the_browser_supports_it(
+    browser: Browser, server: LiveServer
+) -> None:
+    device = open_device(browser, server, conditional_ui=True)
+    try:
+        page = device.page
+        sign_in_with_password(device)
+        page.wait_for_url(f"{device.url}/dashboard")
+        add_passkey(device, "Virtual laptop")
+        page.get_by_role("button", name="Sign out", exact=True).click()
+        # The login page asks for passkeys in the autofill of the user-name field
+        # (mediation "conditional"); the virtual authenticator picks alice's at once, as a
+        # person would in the list, and nothing is clicked.
+        expect(page.get_by_label("User name")).to_have_attribute(
+            "autocomplete", "username webauthn"
+        )
+        page.wait_for_url(f"{device.url}/dashboard")
+        expect(page.get_by_role("heading", name="Welcome alice")).to_be_visible()
+    finally:
+        device.context.close()
+
+
+def test_passkey_is_the_second_step_after_the_password(device: Device) -> None:
+    page = device.page
+    enrolled(device)
+    sign_in_with_password(device)
+    page.wait_for_url(f"{device.url}/login/verify")
+    page.screenshot(path=str(ARTIFACTS / "passkeys-verify.png"), full_page=True)
+    page.get_by_role("button", name="Use a passkey").click()
+    page.wait_for_url(f"{device.url}/dashboard")
+    page.goto(f"{device.url}/account/sessions")
+    expect(page.get_by_text("with password + passkey", exact=True)).to_be_visible()
+
+
+def test_passkey_is_renamed_and_removed_and_then_signs_in_no_more(device: Device) -> None:
+    page = device.page
+    enrolled(device)
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    page.wait_for_url(f"{device.url}/dashboard")
+    page.goto(f"{device.url}/account/security")
+    page.get_by_text("Rename", exact=True).click()
+    page.get_by_label("New name for Virtual laptop").fill("Old laptop")
+    page.get_by_role("button", name="Save name").click()
+    page.wait_for_url(f"{device.url}/account/security?done=passkey-renamed")
+    renamed = page.locator("#passkeys").get_by_role("cell", name="Old laptop", exact=True)
+    expect(renamed).to_be_visible()
+
+    page.get_by_role("button", name="Remove passkey Old laptop").click()
+    page.wait_for_url(f"{device.url}/account/security?done=passkey-removed")
+    expect(page.get_by_role("status").filter(has_text="Passkey removed.")).to_be_visible()
+    expect(page.get_by_text("You have no passkeys yet.")).to_be_visible()
+    sign_out(device)
+
+    # The authenticator still holds the key; the site no longer knows it.
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "That passkey could not be used. Try again, or use another way to sign in."
+    )
+    assert page.url == f"{device.url}/login?done=signed-out"
+
+
+def test_cloned_authenticator_is_refused_and_audited(device: Device, server: LiveServer) -> None:
+    page = device.page
+    enrolled(device)
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    page.wait_for_url(f"{device.url}/dashboard")
+    sign_out(device)
+    (original,) = device.credentials()
+    assert original["signCount"] >= 2  # registration and one sign-in
+
+    # The same key on another authenticator, whose counter is behind: a copy.
+    device.replace_authenticator({**original, "signCount": 0})
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "That passkey could not be used. Try again, or use another way to sign in."
+    )
+    assert page.url == f"{device.url}/login?done=signed-out"
+
+    created = server.cli(
+        "users", "create", "carol", "--role", "admin", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert created.returncode == 0, created.stderr
+    sign_in_with_password(device, "carol")
+    page.wait_for_url(f"{device.url}/dashboard")
+    page.goto(f"{device.url}/admin/audit")
+    expect(page.get_by_text("mfa.passkey.clone_suspected")).to_have_count(1)
+    page.screenshot(path=str(ARTIFACTS / "passkeys-clone-audit.png"), full_page=True)
+    sign_out(device)
+
+    # The genuine authenticator, counting on, still signs in.
+    device.replace_authenticator({**original, "signCount": original["signCount"] + 5})
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    page.wait_for_url(f"{device.url}/dashboard")
