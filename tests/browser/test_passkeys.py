@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, CDPSession, Page, expect
 
 from tests.browser.conftest import ARTIFACTS, PASSWORD
+from tests.browser.test_reauth import age_sign_ins
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -231,3 +232,28 @@ def test_cloned_authenticator_is_refused_and_audited(device: Device, server: Liv
     device.replace_authenticator({**original, "signCount": original["signCount"] + 5})
     page.get_by_role("button", name="Sign in with a passkey").click()
     page.wait_for_url(f"{device.url}/dashboard")
+
+
+def test_passkey_confirms_it_is_you_and_one_device_holds_one_passkey_of_an_account(
+    device: Device, server: LiveServer
+) -> None:
+    page = device.page
+    enrolled(device)
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    page.wait_for_url(f"{device.url}/dashboard")
+    age_sign_ins(server)
+
+    # Adding a passkey is a sensitive action: outside the window the script is sent to
+    # confirm it is you, where the passkey does, and comes back.
+    page.goto(f"{device.url}/account/security")
+    page.get_by_role("button", name="Add a passkey").click()
+    page.wait_for_url(f"{device.url}/reauth?next=/account/security")
+    page.get_by_role("button", name="Confirm with a passkey").click()
+    page.wait_for_url(f"{device.url}/account/security")
+
+    # The device already holds this account's passkey (excluded in the options).
+    page.get_by_role("button", name="Add a passkey").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "This device already holds a passkey of this account."
+    )
+    assert len(device.credentials()) == 1

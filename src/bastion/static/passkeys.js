@@ -100,7 +100,7 @@
       response.headers.get("WWW-Authenticate") || "")) {
       // The re-authentication window closed: confirm it is you, then come back here.
       const back = window.location.pathname + window.location.search;
-      throw new Refusal("", "/reauth?next=" + encodeURIComponent(back));
+      throw new Refusal("", "/reauth?next=" + encodeURIComponent(back).replace(/%2F/g, "/"));
     }
     if (!response.ok) {
       const detail = typeof answer.detail === "string" ? answer.detail : "";
