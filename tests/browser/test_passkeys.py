@@ -22,7 +22,20 @@ from tests.live import LiveServer
 pytestmark = pytest.mark.browser
 # What a browser without the login field's autofill of passkeys says (Firefox, older
 # Safari): the page then offers the button only.
-NO_CONDITIONAL_UI = "PublicKeyCredential.isConditionalMediationAvailable = async () => false;"
+NO_CONDITIONAL_UI = """
+if (window.PublicKeyCredential) {
+  PublicKeyCredential.isConditionalMediationAvailable = async () => false;
+}
+"""
+# What a browser without WebAuthn Level 3's JSON helpers has (Safari before 18.4, Firefox
+# before 119): passkeys.js converts the options and the answer itself.
+NO_LEVEL_3_JSON = """
+if (window.PublicKeyCredential) {
+  delete PublicKeyCredential.parseCreationOptionsFromJSON;
+  delete PublicKeyCredential.parseRequestOptionsFromJSON;
+  delete PublicKeyCredential.prototype.toJSON;
+}
+"""
 AUTHENTICATOR = {
     "protocol": "ctap2",
     "transport": "internal",
@@ -61,10 +74,14 @@ class Device:
             )
 
 
-def open_device(browser: Browser, server: LiveServer, *, conditional_ui: bool) -> Device:
+def open_device(
+    browser: Browser, server: LiveServer, *, conditional_ui: bool, level_3_json: bool = True
+) -> Device:
     context = browser.new_context(viewport={"width": 1100, "height": 800})
     if not conditional_ui:
         context.add_init_script(NO_CONDITIONAL_UI)
+    if not level_3_json:
+        context.add_init_script(NO_LEVEL_3_JSON)
     page = context.new_page()
     cdp = context.new_cdp_session(page)
     cdp.send("WebAuthn.enable", {"enableUI": False})
@@ -257,3 +274,19 @@ def test_passkey_confirms_it_is_you_and_one_device_holds_one_passkey_of_an_accou
         "This device already holds a passkey of this account."
     )
     assert len(device.credentials()) == 1
+
+
+def test_browser_without_the_level_3_json_helpers_registers_and_signs_in(
+    browser: Browser, server: LiveServer
+) -> None:
+    device = open_device(browser, server, conditional_ui=False, level_3_json=False)
+    try:
+        page = device.page
+        enrolled(device)
+        helpers = "typeof PublicKeyCredential.parseRequestOptionsFromJSON"
+        assert page.evaluate(helpers) == "undefined"
+        page.get_by_role("button", name="Sign in with a passkey").click()
+        page.wait_for_url(f"{device.url}/dashboard")
+        expect(page.get_by_role("heading", name="Welcome alice")).to_be_visible()
+    finally:
+        device.context.close()
