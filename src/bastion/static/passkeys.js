@@ -152,9 +152,12 @@
   // -- sign-in, second factor, re-authentication ----------------------------------------
 
   function setUpGet(button) {
-    let conditional = null; // {controller, settled} of a waiting autofill request
+    let conditional = null; // {controller, pending, timer} of a waiting autofill request
+    let starting = null; // its options, while they are being fetched
+    let clicked = false; // the button's own request runs: no autofill request meanwhile
+    let autofill = false; // the browser offers passkeys in the login field's autofill
 
-    async function assert(mediation) {
+    async function ask(mediation) {
       const json = await post(button.dataset.options);
       const controller = new AbortController();
       const options = { publicKey: requestOptions(json.publicKey), signal: controller.signal };
@@ -172,6 +175,8 @@
     }
 
     async function stopConditional() {
+      // Options still on their way: let the request start, then abort it.
+      if (starting !== null) await starting.catch(() => null);
       if (conditional === null) return;
       const waiting = conditional;
       conditional = null;
@@ -181,8 +186,18 @@
     }
 
     async function startConditional() {
+      if (clicked) return;
+      let asked;
+      starting = ask("conditional");
       try {
-        const { controller, pending } = await assert("conditional");
+        asked = await starting;
+      } catch (error) {
+        return; // Nobody asked for this one: the button still works (and explains).
+      } finally {
+        starting = null;
+      }
+      try {
+        const { controller, pending } = asked;
         const waiting = { controller, pending };
         waiting.timer = setTimeout(() => {
           stopConditional().then(startConditional);
@@ -205,21 +220,28 @@
     button.addEventListener("click", async () => {
       show(button, "");
       button.disabled = true;
+      clicked = true;
+      let failure = null;
       try {
         await stopConditional();
-        const { pending } = await assert(null);
+        const { pending } = await ask(null);
         await verify(await pending);
       } catch (error) {
+        failure = error;
         failed(button, error);
       } finally {
+        clicked = false;
         button.disabled = false;
       }
+      // Still on this page: the autofill offers the passkeys again.
+      if (failure !== null && autofill) startConditional();
     });
     button.hidden = false;
 
     if (button.hasAttribute("data-conditional")
         && PublicKeyCredential.isConditionalMediationAvailable) {
       PublicKeyCredential.isConditionalMediationAvailable().then((available) => {
+        autofill = available;
         if (available) startConditional();
       }, () => null);
     }
