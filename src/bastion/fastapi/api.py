@@ -180,7 +180,8 @@ async def token(request: Request, bastion: BastionDep) -> JSONResponse:
                 "invalid_request", "mfa_token and one of otp or recovery_code are required"
             )
         return await _mfa_grant(request, bastion, form)
-    return oauth_error("unsupported_grant_type", f"use password, refresh_token or {MFA_GRANT}")
+    # The grants a client starts with; the mfa grant follows an mfa_required answer, which names it.
+    return oauth_error("unsupported_grant_type", "use password or refresh_token")
 
 
 def link_base(bastion: Bastion, request: Request) -> str | None:
