@@ -53,6 +53,7 @@ from bastion.mfa.passkeys import (
 )
 from bastion.recovery import EmailNotVerified
 from bastion.redirects import safe_next
+from bastion.text import clean_text
 from bastion.users.repository import UserRecord
 
 log = logging.getLogger("bastion.security")
@@ -121,8 +122,13 @@ def _who(request: Request) -> _Who:
     return {"ip": client_ip(request), "user_agent": request.headers.get("user-agent")}
 
 
+def _log_refusal(error: PasskeyRefused) -> None:
+    # The reason may quote what the client sent (its origin): one clean, bounded line.
+    log.info("passkey refused: %s", clean_text(error.reason)[:200])
+
+
 def _refused(error: PasskeyRefused, message: str = REFUSED) -> JSONResponse:
-    log.info("passkey refused: %s", error.reason)
+    _log_refusal(error)
     return JSONResponse({"error": "passkey_refused", "detail": message}, status_code=400)
 
 
@@ -368,7 +374,7 @@ class _Check:
                 **_who(self.request),
             )
         except PasskeyRefused as error:
-            log.info("passkey refused: %s", error.reason)
+            _log_refusal(error)
             return False
         self.methods = use.methods
         return True
