@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
@@ -269,6 +270,31 @@ def _email(settings: Settings) -> list[Finding]:
     return found
 
 
+def _passkeys(settings: Settings) -> list[Finding]:
+    """Passkeys in a deployment need the public origin, and an RP id that covers it."""
+    if not settings.public_url:
+        return [
+            Finding(
+                "passkeys.no_public_url",
+                "warning",
+                "BASTION_PUBLIC_URL is not set: passkeys are unavailable (their origin and "
+                "relying-party id come from it, never from a request's Host header)",
+            )
+        ]
+    host = (urlsplit(settings.public_url).hostname or "").lower()
+    rp_id = settings.webauthn_rp_id.strip().lower()
+    if rp_id and not (host == rp_id or host.endswith("." + rp_id)):
+        return [
+            Finding(
+                "passkeys.rp_id_mismatch",
+                "warning",
+                f"BASTION_WEBAUTHN_RP_ID {rp_id!r} does not cover the public host {host!r}: "
+                "passkeys are unavailable; use the host or a registrable suffix of it",
+            )
+        ]
+    return []
+
+
 def find_problems(settings: Settings, *, deploy: bool = False, workers: int = 1) -> list[Finding]:
     """Everything unsafe in ``settings``, most severe first."""
     found = (
@@ -278,5 +304,5 @@ def find_problems(settings: Settings, *, deploy: bool = False, workers: int = 1)
         + _process_local_sessions(settings)
     )
     if deploy:
-        found += _deployment(settings, workers) + _email(settings)
+        found += _deployment(settings, workers) + _email(settings) + _passkeys(settings)
     return sorted(found, key=lambda f: (f.severity != "critical", f.code))

@@ -71,12 +71,22 @@ def test_weak_secret_is_reported_even_without_deploy(tmp_path: Path) -> None:
         ({"registration": "open", "password_min_length": 6}, 1, "registration.weak_policy"),
         ({"access_token_ttl": 86_400}, 1, "jwt.long_access_tokens"),
         ({"redis_url": "redis://cache.internal:6379/0"}, 1, "redis.plaintext"),
+        ({"public_url": ""}, 1, "passkeys.no_public_url"),
+        ({"webauthn_rp_id": "example.org"}, 1, "passkeys.rp_id_mismatch"),
+        ({"webauthn_rp_id": "pp.example.com"}, 1, "passkeys.rp_id_mismatch"),
     ],
 )
 def test_each_deployment_finding(
     tmp_path: Path, overrides: dict[str, Any], workers: int, code: str
 ) -> None:
     assert code in codes(careful(tmp_path, **overrides), deploy=True, workers=workers)
+
+
+def test_a_passkey_rp_id_that_is_a_registrable_suffix_of_the_public_host_is_fine(
+    tmp_path: Path,
+) -> None:
+    settings = careful(tmp_path, webauthn_rp_id="example.com")
+    assert not {c for c in codes(settings, deploy=True) if c.startswith("passkeys.")}
 
 
 def test_key_file_readable_by_others_is_reported(tmp_path: Path) -> None:
