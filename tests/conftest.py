@@ -80,6 +80,7 @@ def empty_bastion_tables(url: str) -> None:
     """Empty every table of Bastion's in the migrated PostgreSQL database at ``url``, ids
     restarted, and put back the rows the migrations add (the built-in roles): as cheap a
     fresh start as a new database, which costs about half a second."""
+    import bastion.federation.models
     import bastion.mfa.models
     import bastion.users.models  # noqa: F401  (the user tables join the metadata)
     from bastion.db import metadata

@@ -14,6 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
+import bastion.federation.models
 import bastion.mfa.models
 import bastion.users.models  # noqa: F401  (the user tables join the shared metadata)
 from bastion.clock import FakeClock

@@ -18,6 +18,7 @@ from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
+import bastion.federation.models
 import bastion.mfa.models
 import bastion.users.models  # noqa: F401  (the user tables join the shared metadata)
 from bastion.db import create_engine, metadata
@@ -38,6 +39,7 @@ from tests.users.conftest import on_connection, schema_differences
 EXPECTED_TABLES = {
     "bastion_alembic_version",
     "bastion_audit_events",
+    "bastion_external_identities",
     "bastion_kv",
     "bastion_kv_member",
     "bastion_passkeys",
@@ -377,10 +379,10 @@ def test_migration_files_ship_inside_the_package() -> None:
     assert (packaged / "versions" / "0001_initial.py").is_file()
     assert (packaged / "versions" / "0002_bastion_names.py").is_file()
     assert (packaged / "versions" / "0003_username_skeleton.py").is_file()
-    assert (packaged / "versions" / "0006_second_factors.py").is_file()
+    assert (packaged / "versions" / "0007_external_identities.py").is_file()
     assert (packaged / "initial_schema.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0006"
+    assert head_revision() == "0007"
 
 
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])

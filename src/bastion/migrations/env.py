@@ -13,6 +13,7 @@ from alembic import context
 from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 from sqlalchemy.engine import Connection
 
+import bastion.federation.models
 import bastion.mfa.models
 import bastion.users.models  # noqa: F401  (registers the user tables in the metadata)
 from bastion.db import VERSION_TABLE, create_engine, metadata
