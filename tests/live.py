@@ -48,11 +48,14 @@ def live_server(
     *,
     app: str | None = None,
     cwd: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[LiveServer]:
-    """``bastion serve`` on a free port: the reference app, or ``app`` (``MODULE:ATTR``),
-    started in ``cwd`` (the application's folder, where ``--app`` finds its module)."""
+    """``bastion serve`` on ``port`` (default: a free one): the reference app, or ``app``
+    (``MODULE:ATTR``), started in ``cwd`` (the application's folder, where ``--app`` finds
+    its module). A test that must know its URL before the start (an OAuth client's redirect
+    URI) takes a ``free_port()`` and passes it."""
     env = server_env(data_dir, extra)
-    port = free_port()
+    port = port or free_port()
     log = open(data_dir.parent / f"serve-{port}.log", "wb")  # noqa: SIM115 - closed below
     command = [BASTION, "serve", "--port", str(port), *(["--app", app] if app else [])]
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
