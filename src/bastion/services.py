@@ -22,6 +22,8 @@ from bastion.cache import Cache
 from bastion.clock import Clock, system_clock
 from bastion.db import create_engine, same_database
 from bastion.exceptions import ConfigError
+from bastion.federation.config import load_providers
+from bastion.federation.service import Federation
 from bastion.files import make_private_dir
 from bastion.hooks import Hooks
 from bastion.keys import KeyRing
@@ -73,6 +75,8 @@ class Services:
     passkeys: Passkeys
     # Two-step sign-ins between the password and the second factor (bastion.mfa.pending).
     pending_sign_ins: PendingSignIns
+    # Sign-in with external providers (BASTION_OAUTH_PROVIDERS).
+    federation: Federation
     redis: Any | None = None
     hooks: Hooks = field(default_factory=Hooks)
     # False for the application's own engine (``open_services(engine=...)``): its pool is
@@ -86,6 +90,7 @@ class Services:
         await self.recovery.aclose()
         # Mail still queued gets a bounded last chance (it needs none of the stores).
         await self.mailer.aclose()
+        await self.federation.aclose()
         for store in (self.session_store, self.cache_store, self.ratelimit_store):
             await store.aclose()
         if self.redis is not None:
@@ -140,6 +145,7 @@ async def open_services(
     """
     hooks = hooks or Hooks()
     settings.check_startup()
+    providers = load_providers(settings)
     # Before any connection opens: a mail setting it refuses leaves nothing to close.
     mailer = build_mailer(settings, templates_dir=templates_dir)
     if is_embedded(settings):
@@ -267,6 +273,15 @@ async def open_services(
             sign_in_limit=AddressLimit(
                 ratelimit_store, *settings.login_ip_rate, what="passkey sign-in", prefix="passkey"
             ),
+        ),
+        # Pending requests live in the session store, which every process shares.
+        federation=Federation(
+            providers,
+            session_store=session_store,
+            users=users,
+            accounts=accounts,
+            audit=audit,
+            clock=clock,
         ),
         redis=redis,
         hooks=hooks,

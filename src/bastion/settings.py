@@ -301,6 +301,12 @@ class Settings(BaseSettings):
         "actions (password, address and factor changes, signing out everywhere, admin "
         "actions) are allowed; later they ask for the password or a second factor again.",
     )
+    oauth_providers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated names of external sign-in providers (OpenID Connect or "
+        "GitHub), e.g. `google,github`; each is configured by `BASTION_OAUTH_<NAME>_*` "
+        "variables (docs/external-providers.md).",
+    )
     webauthn_rp_id: str = Field(
         "",
         description="WebAuthn relying-party id for passkeys: the site's host name or a "
@@ -308,7 +314,13 @@ class Settings(BaseSettings):
         "development, of the request).",
     )
 
-    @field_validator("secret_key_fallbacks", "trusted_proxies", "trusted_origins", mode="before")
+    @field_validator(
+        "secret_key_fallbacks",
+        "trusted_proxies",
+        "trusted_origins",
+        "oauth_providers",
+        mode="before",
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

@@ -19,6 +19,8 @@ CORE = [
     "mail", "mail.addresses", "mail.backends", "mail.mailer", "mail.message", "mail.outbox",
     "mail.smtp", "mail.templates", "template_folders", "mfa.pending", "mfa.policy",
     "mfa.secretbox", "mfa.totp", "mfa.recovery_codes", "mfa.repository", "mfa.service",
+    "federation.config", "federation.discovery", "federation.errors", "federation.flow",
+    "federation.identities", "federation.service", "federation.usernames",
 ]  # fmt: skip
 
 

@@ -12,12 +12,16 @@ RECOVERY_CODE = "rec"
 PASSKEY = "hwk"  # proof of possession of a hardware-secured key
 USER_PRESENCE_VERIFIED = "user"  # the authenticator verified the user (PIN, biometrics)
 MULTI_FACTOR = "mfa"
+# Not in RFC 8176's registry either: signed in through an external provider (OpenID
+# Connect, GitHub), whose own methods are unknown unless it says and is trusted to.
+FEDERATED = "fed"
 
 _LABELS = {
     PASSWORD: "password",
     OTP: "authenticator code",
     RECOVERY_CODE: "recovery code",
     PASSKEY: "passkey",
+    FEDERATED: "external provider",
 }
 
 
