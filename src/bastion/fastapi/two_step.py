@@ -82,15 +82,22 @@ def clear_pending_cookie(request: Request, bastion: Bastion) -> None:
 
 
 async def start_two_step(
-    request: Request, bastion: Bastion, user: UserRecord, *, remember: bool, next: str
+    request: Request,
+    bastion: Bastion,
+    user: UserRecord,
+    *,
+    remember: bool,
+    next: str,
+    methods: Sequence[str] = (amr_methods.PASSWORD,),
 ) -> RedirectResponse:
-    """The password of ``user`` was right and a second factor is due: a pending sign-in
-    bound to this browser, and the redirect to ``/login/verify``."""
+    """The first step of ``user`` (``methods``: the password, or ``("fed",)`` for an
+    external provider) was right and a second factor is due: a pending sign-in bound to
+    this browser, and the redirect to ``/login/verify``."""
     state = session_state(request.scope)
     token = await bastion.services.pending_sign_ins.start(
         user.id,
         channel="web",
-        methods=(amr_methods.PASSWORD,),
+        methods=methods,
         csrf_secret=state.ensure_csrf_secret(),
         remember=remember,
         next=next,
@@ -230,7 +237,7 @@ async def finish_two_step(
             remember=pending.remember,
             replaces=state.session.key if state.session else None,
             channel="web",
-            method=SIGN_IN_METHOD[method],
+            method=_sign_in_method(pending, method),
             amr=amr,
         )
     except EmailNotVerified:
@@ -240,6 +247,14 @@ async def finish_two_step(
     state.begin(raw_id, session, max_age=max_age)
     clear_pending_cookie(request, bastion)
     return RedirectResponse(pending.next, status_code=303)
+
+
+def _sign_in_method(pending: PendingSignIn, method: FactorMethod) -> str:
+    """How the hooks and the audit name a sign-in completed by ``method``: after a password
+    ``password+totp``, after an external provider ``external+totp``."""
+    if amr_methods.PASSWORD in pending.methods:
+        return SIGN_IN_METHOD[method]
+    return f"external+{method}"
 
 
 async def start_enrolment_session(
