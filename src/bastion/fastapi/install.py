@@ -310,6 +310,7 @@ def install(
     if pages:
         from bastion.fastapi.account import router as account_router
         from bastion.fastapi.admin import router as admin_router
+        from bastion.fastapi.federation import router as federation_router
         from bastion.fastapi.mfa import router as mfa_router
         from bastion.fastapi.pages import router as pages_router
         from bastion.fastapi.passkeys import router as passkeys_router
@@ -326,6 +327,7 @@ def install(
             *two_step_router.routes,
             *reauth_router.routes,
             *passkeys_router.routes,
+            *federation_router.routes,
         ]
         app.router.routes.append(RouteGroup([r for r in pages_routes if isinstance(r, APIRoute)]))
     bastion_routes.extend(r for r in app.router.routes if all(r is not b for b in routes_before))
