@@ -295,6 +295,33 @@ def _passkeys(settings: Settings) -> list[Finding]:
     return []
 
 
+def _federation(settings: Settings) -> list[Finding]:
+    """External providers send the browser back to ``<public URL>/login/oauth/<name>/
+    callback``; in production without that URL no redirect URI can be trusted."""
+    if not settings.oauth_providers:
+        return []
+    if not settings.public_url:
+        return [
+            Finding(
+                "federation.no_public_url",
+                "warning",
+                "BASTION_OAUTH_PROVIDERS is set without BASTION_PUBLIC_URL: sign-in with "
+                "external providers is unavailable (the redirect URI registered with each "
+                "provider is <public URL>/login/oauth/<name>/callback)",
+            )
+        ]
+    if settings.public_url.startswith("http://"):
+        return [
+            Finding(
+                "federation.insecure_public_url",
+                "warning",
+                "BASTION_PUBLIC_URL is plain HTTP: providers would send authorization codes "
+                "to the callback unencrypted",
+            )
+        ]
+    return []
+
+
 def find_problems(settings: Settings, *, deploy: bool = False, workers: int = 1) -> list[Finding]:
     """Everything unsafe in ``settings``, most severe first."""
     found = (
@@ -304,5 +331,10 @@ def find_problems(settings: Settings, *, deploy: bool = False, workers: int = 1)
         + _process_local_sessions(settings)
     )
     if deploy:
-        found += _deployment(settings, workers) + _email(settings) + _passkeys(settings)
+        found += (
+            _deployment(settings, workers)
+            + _email(settings)
+            + _passkeys(settings)
+            + _federation(settings)
+        )
     return sorted(found, key=lambda f: (f.severity != "critical", f.code))

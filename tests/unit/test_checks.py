@@ -74,6 +74,12 @@ def test_weak_secret_is_reported_even_without_deploy(tmp_path: Path) -> None:
         ({"public_url": ""}, 1, "passkeys.no_public_url"),
         ({"webauthn_rp_id": "example.org"}, 1, "passkeys.rp_id_mismatch"),
         ({"webauthn_rp_id": "pp.example.com"}, 1, "passkeys.rp_id_mismatch"),
+        ({"oauth_providers": ["corp"], "public_url": ""}, 1, "federation.no_public_url"),
+        (
+            {"oauth_providers": ["corp"], "public_url": "http://app.example.com"},
+            1,
+            "federation.insecure_public_url",
+        ),
     ],
 )
 def test_each_deployment_finding(

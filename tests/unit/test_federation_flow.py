@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -21,6 +22,7 @@ from bastion.federation.discovery import Discovery
 from bastion.federation.errors import FederationError, ProviderUnavailable
 from bastion.federation.flow import Flows
 from bastion.stores.memory import MemoryStore
+from tests.github_standin import github_standin
 from tests.oidc_standin import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -270,3 +272,69 @@ async def test_a_discovery_document_naming_another_issuer_is_refused(
             intent="sign_in",
             user_id=None,
         )
+
+
+# -- GitHub ------------------------------------------------------------------------------
+
+
+def github_provider(url: str) -> ProviderConfig:
+    return ProviderConfig(
+        name="github",
+        kind="github",
+        issuer=url,
+        client_id="gh-client",
+        client_secret="gh-secret",
+        label="GitHub",
+        scopes=("read:user", "user:email"),
+        github_url=url,
+        github_api_url=url,
+    )
+
+
+@pytest.mark.parametrize(
+    ("emails", "expected"),
+    [
+        (
+            [("old@example.org", True, False), ("kim@example.org", True, True)],
+            ("kim@example.org", True),
+        ),
+        ([("kim@example.org", False, True)], ("kim@example.org", False)),
+        ([], (None, False)),
+    ],
+    ids=["primary-verified", "primary-unverified", "no-address"],
+)
+async def test_github_gives_the_numeric_id_as_subject_and_the_primary_address(
+    flows: Flows, emails: list[tuple[str, bool, bool]], expected: tuple[str | None, bool]
+) -> None:
+    with github_standin("gh-client", "gh-secret") as github:
+        kim = github.add_user("kim", emails=emails, name="Kim")
+        provider = github_provider(github.url)
+        url = await flows.begin(
+            provider,
+            binding=BROWSER,
+            redirect_uri=REDIRECT,
+            next="/",
+            intent="sign_in",
+            user_id=None,
+        )
+        assert url.startswith(f"{github.url}/login/oauth/authorize?")
+        profile = (
+            await flows.complete(provider, binding=BROWSER, params=await consent(url))
+        ).profile
+    assert (profile.issuer, profile.subject) == (github.url, str(kim.id))
+    assert (profile.email, profile.email_verified) == expected
+    assert profile.username_hint == "kim"
+
+
+async def test_a_github_code_it_refuses_is_a_federation_error_with_its_code(
+    flows: Flows,
+) -> None:
+    with github_standin("gh-client", "gh-secret") as github:
+        github.add_user("kim", emails=[])
+        wrong = replace(github_provider(github.url), client_secret="nope")
+        url = await flows.begin(
+            wrong, binding=BROWSER, redirect_uri=REDIRECT, next="/", intent="sign_in", user_id=None
+        )
+        with pytest.raises(FederationError) as refused:
+            await flows.complete(wrong, binding=BROWSER, params=await consent(url))
+    assert refused.value.code == "incorrect_client_credentials"
