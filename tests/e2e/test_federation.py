@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from bastion.federation.flow import ExternalProfile
 from tests.e2e.conftest import (
     ORIGIN,
     MakeSettings,
@@ -114,6 +115,11 @@ async def test_the_first_sign_in_makes_an_account_and_the_second_finds_it(
     assert user is not None
     assert user.email == "jane@example.org"
     assert user.email_verified
+    devices = await client.get("/account/sessions")
+    assert "with external provider" in devices.text
+    events = [e.event for e in await site.bastion.services.users.list_audit(0, 20, user_id)]
+    assert "federation.account_created" in events
+    assert "login.success" in events
 
     await client.post(
         "/logout",
@@ -303,6 +309,35 @@ async def test_a_user_with_totp_gets_the_second_step_after_the_provider(
         assert done.headers["location"] == "/account/sessions"
         _, amr = await signed_in_user(site, fresh)
     assert {"fed", "otp", "mfa"} <= set(amr)
+
+
+async def test_a_user_whom_the_policy_requires_a_second_factor_must_enrol_one_first(
+    site_factory: SiteFactory, make_settings: MakeSettings, corp: StandInIssuer
+) -> None:
+    site = await site_factory(
+        make_settings(oauth_providers="corp", registration="open", mfa="required")
+    )
+    async with site.client() as client:
+        response = await sign_in_with(client)
+        assert response.headers["location"] == "/account/security"
+        assert (await client.get("/dashboard")).headers["location"] == "/account/security"
+
+
+async def test_an_address_that_must_be_verified_first_holds_back_the_session(
+    site_factory: SiteFactory, make_settings: MakeSettings, corp: StandInIssuer
+) -> None:
+    site = await site_factory(make_settings(oauth_providers="corp", email_verification="required"))
+    bob_id = await site.create_user("bob", email="bob@example.com")
+    services = site.bastion.services
+    # bob connected Corp ID before his address had to be verified.
+    profile = ExternalProfile(provider="corp", issuer=corp.issuer, subject=Person().sub)
+    await services.federation.link(bob_id, profile)
+    async with site.client() as client:
+        response = await sign_in_with(client)
+    assert response.status_code == 403
+    assert "not verified yet" in response.text
+    assert 'action="/email/verify/resend"' in response.text
+    assert set_cookie(response, "bastion_session") is None
 
 
 async def test_a_trusted_providers_multi_factor_sign_in_replaces_the_second_step(
