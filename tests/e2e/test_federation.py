@@ -213,6 +213,10 @@ async def test_an_error_from_the_provider_is_a_clear_page(
     assert response.status_code == 400
     assert f"{LABEL} did not sign you in" in response.text
     assert await session_count(site) == 0
+    corp.deny = "Call <b>+1 555 0100</b> to unlock your account"
+    odd = await sign_in_with(client)
+    assert odd.status_code == 400
+    assert "555" not in odd.text  # only a word like access_denied is repeated
 
 
 async def test_a_provider_that_is_down_gets_a_503_page_while_passwords_still_work(

@@ -13,6 +13,7 @@ site must not be able to start linking in a signed-in browser.
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
@@ -43,6 +44,8 @@ from bastion.users.repository import UserRecord
 
 log = logging.getLogger("bastion.security")
 router = APIRouter(include_in_schema=False)
+# An OAuth error code as providers send them (RFC 6749 section 4.1.2.1: access_denied, ...).
+ERROR_CODE = re.compile(r"[a-z_]{1,40}")
 CONNECTIONS = "/account/connections"
 CONNECTION_NOTICES = {
     "linked": "The account was connected. You can now sign in with it.",
@@ -79,12 +82,21 @@ def _unavailable(provider: ProviderConfig, error: ProviderUnavailable) -> HTTPEx
 
 def _refused(provider: ProviderConfig, error: FederationError) -> HTTPException:
     # The reason is logged (it names the check that failed); the page says only what the
-    # user can act on. A provider's own error code (access_denied) is a fixed token.
-    log.info("provider %s answer refused: %s", provider.name, error)
-    if error.code == "access_denied":
+    # user can act on. The provider's error code is shown (and logged) only when it looks
+    # like one (access_denied): the query string is anyone's to write.
+    code = error.code if error.code and ERROR_CODE.fullmatch(error.code) else None
+    log.info(
+        "provider %s answer refused: %s%s",
+        provider.name,
+        error.reason,
+        f" ({code})" if code else " (with an error)" if error.code else "",
+    )
+    if code == "access_denied":
         text = f"{provider.label} did not sign you in: access was denied or cancelled."
     elif error.code:
-        text = f"{provider.label} did not sign you in (it answered {error.code})."
+        text = f"{provider.label} did not sign you in" + (
+            f" (it answered {code})." if code else "."
+        )
     else:
         text = (
             f"Signing in with {provider.label} did not work: the answer was not valid for "
