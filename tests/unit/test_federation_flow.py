@@ -18,7 +18,7 @@ import jwt
 import pytest
 
 from bastion.federation.config import ProviderConfig
-from bastion.federation.discovery import Discovery
+from bastion.federation.discovery import Discovery, parse_metadata
 from bastion.federation.errors import FederationError, ProviderUnavailable
 from bastion.federation.flow import Flows
 from bastion.stores.memory import MemoryStore
@@ -338,3 +338,24 @@ async def test_a_github_code_it_refuses_is_a_federation_error_with_its_code(
         with pytest.raises(FederationError) as refused:
             await flows.complete(wrong, binding=BROWSER, params=await consent(url))
     assert refused.value.code == "incorrect_client_credentials"
+
+
+# -- discovery documents -----------------------------------------------------------------
+
+
+def _document(issuer: str, endpoint: str) -> dict[str, Any]:
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{endpoint}/authorize",
+        "token_endpoint": f"{endpoint}/token",
+        "jwks_uri": f"{endpoint}/jwks",
+    }
+
+
+def test_an_https_issuer_must_name_https_endpoints() -> None:
+    corp = provider_for(StandInIssuer(url="https://id.example.com"))
+    assert parse_metadata(corp, _document(corp.issuer, "https://id.example.com")).jwks_uri
+    with pytest.raises(ProviderUnavailable):
+        parse_metadata(corp, _document(corp.issuer, "http://id.example.com"))
+    with pytest.raises(ProviderUnavailable):
+        parse_metadata(corp, {**_document(corp.issuer, "https://x"), "token_endpoint": None})

@@ -95,7 +95,7 @@ class Discovery:
             if cached is not None and self.clock() - cached[1] < self.ttl:
                 return cached[0]
             url = provider.issuer.rstrip("/") + DISCOVERY_PATH
-            metadata = _parse_metadata(provider, await get_json(self.http, provider.name, url))
+            metadata = parse_metadata(provider, await get_json(self.http, provider.name, url))
             self._metadata[provider.name] = (metadata, self.clock())
             return metadata
 
@@ -134,7 +134,7 @@ def _pick(keys: dict[str, PyJWK], kid: str | None) -> PyJWK | None:
     return next(iter(keys.values())) if len(keys) == 1 else None
 
 
-def _parse_metadata(provider: ProviderConfig, document: Any) -> ProviderMetadata:
+def parse_metadata(provider: ProviderConfig, document: Any) -> ProviderMetadata:
     name = provider.name
     if not isinstance(document, dict):
         raise ProviderUnavailable(name, "discovery document is not an object")
@@ -142,11 +142,15 @@ def _parse_metadata(provider: ProviderConfig, document: Any) -> ProviderMetadata
     # document served elsewhere could vouch for tokens of another issuer.
     if document.get("issuer") != provider.issuer:
         raise ProviderUnavailable(name, "discovery document names another issuer")
-    for key in _REQUIRED:
-        if not isinstance(document.get(key), str) or not document[key].startswith(
-            ("https://", "http://")
-        ):
-            raise ProviderUnavailable(name, f"discovery document lacks {key}")
+    # The client secret, codes and tokens go to these endpoints: https, unless the issuer
+    # itself is a plain-http loopback one (allowed only outside production).
+    schemes = ("https://", "http://") if provider.issuer.startswith("http://") else ("https://",)
+    for key in (*_REQUIRED, "userinfo_endpoint"):
+        value = document.get(key)
+        if value is None and key == "userinfo_endpoint":
+            continue
+        if not isinstance(value, str) or not value.startswith(schemes):
+            raise ProviderUnavailable(name, f"discovery document: no usable {key}")
     userinfo = document.get("userinfo_endpoint")
     algorithms = document.get("id_token_signing_alg_values_supported") or ["RS256"]
     methods = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]

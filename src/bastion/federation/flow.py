@@ -233,7 +233,8 @@ class Flows:
                 )
         except OAuthError as error:
             raise FederationError("the provider refused the code", str(error.error)[:64]) from None
-        except (httpx.HTTPError, ValueError) as error:
+        except (httpx.HTTPError, ValueError, TypeError) as error:
+            # TypeError: Authlib reading a 200 answer whose body is not a JSON object.
             raise ProviderUnavailable(
                 provider.name, f"token endpoint: {type(error).__name__}"
             ) from None
