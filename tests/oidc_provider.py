@@ -113,8 +113,9 @@ class OIDCProvider:
 
 
 @contextmanager
-def oidc_provider(workdir: Path) -> Iterator[OIDCProvider]:
-    """Start the provider (installing it first when needed); stop it afterwards."""
+def oidc_provider(workdir: Path, *, exit_after_code: bool = False) -> Iterator[OIDCProvider]:
+    """Start the provider (installing it first when needed); stop it afterwards.
+    ``exit_after_code``: it exits by itself once it has sent its first authorization code."""
     node, npm = node_tools()
     install_provider(npm)
     accounts_file = workdir / "oidc-accounts.json"
@@ -123,7 +124,11 @@ def oidc_provider(workdir: Path) -> Iterator[OIDCProvider]:
     process = subprocess.Popen(
         [node, "provider.mjs"],
         cwd=OIDC_DIR,
-        env={**node_env(), "OIDC_ACCOUNTS": str(accounts_file)},
+        env={
+            **node_env(),
+            "OIDC_ACCOUNTS": str(accounts_file),
+            "OIDC_EXIT_AFTER_CODE": "1" if exit_after_code else "",
+        },
         stdout=subprocess.PIPE,
         stderr=log,
     )

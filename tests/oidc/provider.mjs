@@ -6,6 +6,8 @@
 //                   Bastion's 127.0.0.1, as a real provider would be)
 //   OIDC_ACCOUNTS   a JSON file {"<login>": {claims...}}, read again on every look-up, so a
 //                   test can add accounts while the provider runs
+//   OIDC_EXIT_AFTER_CODE=1  exit once the first authorization code has been sent: the
+//                   provider goes away while the browser carries the code back
 // listens on a free loopback port and prints one JSON line {"issuer": ...} once it answers.
 // Clients register themselves through dynamic registration (POST /reg): each test's Bastion
 // gets its own client for its own callback URL.
@@ -59,6 +61,12 @@ const provider = new Provider(issuer, {
     };
   },
 });
+
+if (process.env.OIDC_EXIT_AFTER_CODE === '1') {
+  provider.on('authorization.success', (ctx) => {
+    ctx.res.on('finish', () => process.exit(0));
+  });
+}
 
 // The dev interactions and keys warn on stderr at start; the test log keeps them.
 server.on('request', provider.callback());
