@@ -47,7 +47,9 @@ class Registered:
 class SignedIn:
     """A user signed in and holds a new session. ``channel`` is ``"web"`` (the sign-in
     page) or ``"api"`` (the token endpoint); ``method`` how they proved who they are:
-    ``"password"`` (later second factors, passkeys and external providers name theirs)."""
+    ``"password"``, ``"passkey"``, ``"oauth:<provider>"``, or for a two-step sign-in the
+    first step and the second joined by ``+`` (``"password+totp"``,
+    ``"password+recovery_code"``, ``"password+passkey"``, ``"external+totp"``, ...)."""
 
     user_id: int
     username: str
