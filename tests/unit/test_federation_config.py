@@ -97,6 +97,15 @@ def test_a_mistake_is_one_line_naming_the_variable(
     assert "secret" not in str(refused.value).replace("CLIENT_SECRET", "")
 
 
+def test_a_misspelt_variable_of_a_configured_provider_stops_start_up() -> None:
+    with pytest.raises(ConfigError, match="BASTION_OAUTH_CORP_CLIENTID is not a provider setting"):
+        load("corp", {**GOOD, "BASTION_OAUTH_CORP_CLIENTID": "x"})
+    # Another configured provider's variables, and unconfigured ones, are fine.
+    other = {key.replace("CORP", "CORP_EU"): value for key, value in GOOD.items()}
+    assert load("corp,corp_eu", {**GOOD, **other}).keys() == {"corp", "corp_eu"}
+    assert load("corp", {**GOOD, "BASTION_OAUTH_OLD_CLIENTID": "x"})
+
+
 def test_a_dash_and_an_underscore_spelling_of_one_name_collide() -> None:
     environ = {key.replace("CORP", "A_B"): value for key, value in GOOD.items()}
     with pytest.raises(ConfigError, match="share the variables"):

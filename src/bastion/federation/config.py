@@ -34,6 +34,12 @@ _NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LOOPBACK_NAMES = {"localhost"}
+SUFFIXES = frozenset(
+    {
+        "ISSUER", "KIND", "CLIENT_ID", "CLIENT_SECRET", "LABEL", "TRUST_EMAIL", "TRUST_MFA",
+        "SCOPES", "GITHUB_URL", "GITHUB_API_URL",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +90,19 @@ def load_providers(
             )
         seen[key] = name
         providers[name] = _provider(name, values, production=settings.is_production)
+    _check_spelling(providers, values)
     return providers
+
+
+def _check_spelling(providers: Mapping[str, ProviderConfig], values: Mapping[str, str]) -> None:
+    """A misspelt variable of a configured provider (``_CLIENTID``) would silently be a
+    default; it stops start-up instead."""
+    known = {variable(name, suffix) for name in providers for suffix in SUFFIXES}
+    for key in sorted(values):
+        if key in known:
+            continue
+        if any(key.startswith(variable(name, "")) for name in providers):
+            raise ConfigError(f"{key} is not a provider setting (docs/settings.md lists them)")
 
 
 def _environment() -> dict[str, str]:
