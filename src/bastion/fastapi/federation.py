@@ -351,11 +351,17 @@ async def _connections(
 @router.post(CONNECTIONS + "/{name}/link")
 async def link_start(
     name: str, request: Request, user: RecentPageUser, bastion: BastionDep
-) -> RedirectResponse:
+) -> Response:
     provider = _provider(bastion, name)
-    return await _begin(
+    start = await _begin(
         request, bastion, provider, next=CONNECTIONS, intent="link", user_id=user.user_id
     )
+    # Not a redirect: browsers hold a form's submission to the CSP form-action of the page
+    # it came from ('self'), redirects included, so a 302 to the provider goes nowhere.
+    # A page of ours goes on by itself (a navigation of its own, which form-action leaves
+    # alone).
+    context = {"url": start.headers["location"], "label": provider.label}
+    return bastion.templates.render(request, "provider_continue.html", context)
 
 
 @router.post(CONNECTIONS + "/{name}/unlink")
