@@ -162,6 +162,7 @@ def test_first_sign_in_makes_an_account_and_the_next_finds_it(
     page.goto(f"{server.url}/account/sessions")
     expect(page.locator("tbody tr")).to_have_count(1)
     expect(page.get_by_text("this device")).to_have_count(1)
+    expect(page.locator("tbody tr")).to_contain_text("with external provider")
     page.goto(f"{server.url}/account/connections")
     expect(page.locator("main")).to_contain_text(LABEL)
     page.screenshot(path=str(ARTIFACTS / "external-connections.png"), full_page=True)
