@@ -113,9 +113,15 @@ class OIDCProvider:
 
 
 @contextmanager
-def oidc_provider(workdir: Path, *, exit_after_code: bool = False) -> Iterator[OIDCProvider]:
+def oidc_provider(
+    workdir: Path, *, exit_after_code: bool = False, claims_in_id_token: bool = False
+) -> Iterator[OIDCProvider]:
     """Start the provider (installing it first when needed); stop it afterwards.
-    ``exit_after_code``: it exits by itself once it has sent its first authorization code."""
+
+    By default the email and profile claims come only from its userinfo endpoint (the
+    library's default, OIDC Core 5.4); ``claims_in_id_token`` puts them in the ID token too.
+    ``exit_after_code``: it exits by itself once it has sent its first authorization code.
+    """
     node, npm = node_tools()
     install_provider(npm)
     accounts_file = workdir / "oidc-accounts.json"
@@ -128,6 +134,7 @@ def oidc_provider(workdir: Path, *, exit_after_code: bool = False) -> Iterator[O
             **node_env(),
             "OIDC_ACCOUNTS": str(accounts_file),
             "OIDC_EXIT_AFTER_CODE": "1" if exit_after_code else "",
+            "OIDC_CLAIMS_IN_ID_TOKEN": "1" if claims_in_id_token else "",
         },
         stdout=subprocess.PIPE,
         stderr=log,

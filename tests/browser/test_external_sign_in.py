@@ -158,6 +158,8 @@ def test_first_sign_in_makes_an_account_and_the_next_finds_it(
     arrive(page, f"{server.url}/dashboard")
     expect(page.get_by_role("heading", name="Welcome grace")).to_be_visible()
     expect(page.get_by_text("grace@example.org")).to_be_visible()
+    # The provider verified the address: so is it here.
+    expect(page.locator(".badge", has_text=re.compile("^verified$"))).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "external-dashboard.png"), full_page=True)
     page.goto(f"{server.url}/account/sessions")
     expect(page.locator("tbody tr")).to_have_count(1)
@@ -177,6 +179,27 @@ def test_first_sign_in_makes_an_account_and_the_next_finds_it(
     again.goto(f"{server.url}/account/sessions")
     expect(again.locator("tbody tr")).to_have_count(2)
     assert sorted(user_names(server)) == ["alice", "grace"]
+
+
+def test_a_provider_putting_the_claims_in_the_id_token_signs_in_the_same_way(
+    tmp_path: Path, redis_url: str, redis_prefix: str, browser: Browser
+) -> None:
+    # The session's provider gives the address only at its userinfo endpoint; this one, as
+    # Google does, in the ID token itself.
+    with oidc_provider(tmp_path, claims_in_id_token=True) as google_like:
+        google_like.add_account("linus", email="linus@example.org", email_verified=True)
+        port = free_port()
+        variables = corp(google_like, port)
+        with bastion_with(
+            tmp_path, redis_url, redis_prefix, {"corp": variables}, port=port
+        ) as live:
+            page = new_page(browser)
+            page.goto(f"{live.url}/login")
+            provider_button(page)
+            through_provider_pages(page, google_like, "linus")
+            arrive(page, f"{live.url}/dashboard")
+            expect(page.get_by_role("heading", name="Welcome linus")).to_be_visible()
+            expect(page.get_by_text("linus@example.org")).to_be_visible()
 
 
 def test_an_unverified_address_does_not_take_over_the_account_that_has_it(

@@ -6,6 +6,7 @@
 //                   Bastion's 127.0.0.1, as a real provider would be)
 //   OIDC_ACCOUNTS   a JSON file {"<login>": {claims...}}, read again on every look-up, so a
 //                   test can add accounts while the provider runs
+//   OIDC_CLAIMS_IN_ID_TOKEN=1  the ID token carries email and profile claims itself
 //   OIDC_EXIT_AFTER_CODE=1  exit once the first authorization code has been sent: the
 //                   provider goes away while the browser carries the code back
 // listens on a free loopback port and prints one JSON line {"issuer": ...} once it answers.
@@ -35,9 +36,10 @@ const { port } = server.address();
 const issuer = `http://${host}:${port}`;
 
 const provider = new Provider(issuer, {
-  // The ID token carries the profile and email claims itself (as Google's and most others'
-  // do), instead of only through the userinfo endpoint.
-  conformIdTokenClaims: false,
+  // OIDC_CLAIMS_IN_ID_TOKEN=1: the ID token carries the email and profile claims itself
+  // (as Google's does). By default, the library's: with an access token issued, they come
+  // only from the userinfo endpoint (OIDC Core 5.4), which the client must then ask.
+  conformIdTokenClaims: process.env.OIDC_CLAIMS_IN_ID_TOKEN !== '1',
   claims: {
     openid: ['sub'],
     email: ['email', 'email_verified'],
