@@ -210,10 +210,12 @@
         button.disabled = true;
         await verify(credential);
       } catch (error) {
-        // Aborted: the button took over (or the challenge was renewed), nothing to say.
-        if (error && error.name === "AbortError") return;
         button.disabled = false;
-        failed(button, error);
+        // Only our own refusal of a passkey the person chose is worth a message. The
+        // autofill request's own errors (aborted when the button takes over or the
+        // challenge is renewed, or ended by the browser, as headless Chromium sometimes
+        // does) come from nobody's action: the button still works, and explains.
+        if (error instanceof Refusal) failed(button, error);
       }
     }
 
