@@ -4,6 +4,8 @@
     python3 dev.py demo     # the reference app on the embedded default (SQLite)
     python3 dev.py test     # the whole test suite
     python3 dev.py lint     # ruff check, ruff format --check and mypy --strict (as CI does)
+    python3 dev.py docs     # serve the documentation site (mkdocs.yml) at http://127.0.0.1:8000
+    python3 dev.py docs build  # build it into site/, failing on any broken link (--strict)
 
 It keeps a virtual environment in ``.venv`` and reinstalls the project (with its test
 extras) only when ``pyproject.toml`` changes. Anything after the command is passed on
@@ -62,7 +64,7 @@ def lint(rest: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "lint", "serve", "bastion"}:
+    if not argv or argv[0] not in {"demo", "test", "lint", "docs", "serve", "bastion"}:
         print(__doc__)
         return 2
     ensure_environment()
@@ -72,6 +74,12 @@ def main(argv: list[str]) -> int:
         args = [str(PYTHON), "-m", "pytest", "-n", "auto", "--dist", "loadscope", *rest]
     elif command == "lint":
         return lint(rest)
+    elif command == "docs":
+        os.environ["NO_MKDOCS_2_WARNING"] = "1"  # material's notice about its successor
+        if rest[:1] == ["build"]:
+            args = [str(PYTHON), "-m", "mkdocs", "build", "--strict", *rest[1:]]
+        else:
+            args = [str(PYTHON), "-m", "mkdocs", "serve", *rest]
     elif command == "bastion":
         args = [str(BIN / "bastion"), *rest]
     else:
