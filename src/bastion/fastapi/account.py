@@ -126,8 +126,7 @@ async def password_change(
         state.end()
         return RedirectResponse("/login", status_code=303)
     raw_id, session = rotated
-    max_age = bastion.settings.remember_me_timeout if session.remember else None
-    state.begin(raw_id, session, max_age=max_age)
+    bastion.send_session_cookie(request, raw_id, session)
     return bastion.templates.render(
         request,
         "account_password.html",
@@ -199,5 +198,5 @@ async def register(
     state = session_state(request.scope)
     previous = state.session.key if state.session else None
     raw_id, session = await bastion.start_session(request, user, replaces=previous)
-    state.begin(raw_id, session, max_age=None)
+    bastion.send_session_cookie(request, raw_id, session)
     return RedirectResponse("/dashboard", status_code=303)

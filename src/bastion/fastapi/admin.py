@@ -15,7 +15,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, status
 from fastapi.responses import RedirectResponse, Response
 
-from bastion.asgi.sessions import session_state
 from bastion.devices import describe
 from bastion.exceptions import UserError
 from bastion.fastapi.api import link_base
@@ -264,8 +263,7 @@ async def set_roles(
     if renewed is not None:
         # My own roles changed: this browser goes on under the rotated session.
         raw_id, session = renewed
-        max_age = bastion.settings.remember_me_timeout if session.remember else None
-        session_state(request.scope).begin(raw_id, session, max_age=max_age)
+        bastion.send_session_cookie(request, raw_id, session)
     return _done("roles")
 
 

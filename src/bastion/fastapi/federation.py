@@ -237,7 +237,7 @@ async def _start(
         # As after a right password: said only to whoever proved to be this user.
         context = {"next": next, "error": UNVERIFIED, "resend_ticket": resend_ticket(bastion, user)}
         return bastion.templates.render(request, "login.html", context, status_code=403)
-    state.begin(raw_id, session, max_age=None)
+    bastion.send_session_cookie(request, raw_id, session)
     return RedirectResponse(next, status_code=303)
 
 

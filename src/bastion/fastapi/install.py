@@ -21,7 +21,7 @@ from bastion.asgi.csrf import CSRFMiddleware
 from bastion.asgi.headers import CSPAdditions, SecurityHeadersMiddleware
 from bastion.asgi.limits import BodyLimitMiddleware, HeaderLimitMiddleware
 from bastion.asgi.proxy import ProxyHeadersMiddleware
-from bastion.asgi.sessions import CookiePolicy, SessionMiddleware
+from bastion.asgi.sessions import CookiePolicy, SessionMiddleware, session_state
 from bastion.audit import AuditTrail
 from bastion.auth import Authenticator
 from bastion.exceptions import StoreUnavailable, TokenError
@@ -185,6 +185,12 @@ class Bastion:
         if channel is not None:
             await self.accounts.record_sign_in(user, session, channel=channel, method=method)
         return raw_id, session
+
+    def send_session_cookie(self, request: Request, raw_id: str, session: Session) -> None:
+        """Give this browser the cookie of ``session`` (a sign-in or a new id): one that
+        outlives the browser for a "remember me" session, else one that ends with it."""
+        max_age = self.settings.remember_me_timeout if session.remember else None
+        session_state(request.scope).begin(raw_id, session, max_age=max_age)
 
     @property
     def audit(self) -> AuditTrail:

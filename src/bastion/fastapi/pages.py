@@ -130,8 +130,7 @@ async def login_submit(
         )
     except EmailNotVerified:
         return _unverified(request, bastion, context, user)
-    max_age = bastion.settings.remember_me_timeout if remembered else None
-    state.begin(raw_id, session, max_age=max_age)
+    bastion.send_session_cookie(request, raw_id, session)
     return RedirectResponse(safe_next(next), status_code=303)
 
 

@@ -259,7 +259,7 @@ async def sign_in(request: Request, answer: SignInAnswer, bastion: BastionDep) -
         )
     except EmailNotVerified:
         return JSONResponse({"error": "email_not_verified", "detail": UNVERIFIED}, status_code=403)
-    state.begin(raw_id, session, max_age=None)
+    bastion.send_session_cookie(request, raw_id, session)
     # A password step this browser left half done is over: it signed in another way.
     token = pending_token(request, bastion)
     if token is not None:

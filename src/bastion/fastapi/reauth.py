@@ -106,8 +106,7 @@ async def reauthenticated(
         state.end()
         return RedirectResponse(login_url(next), status_code=303)
     raw_id, session = rotated
-    max_age = bastion.settings.remember_me_timeout if session.remember else None
-    state.begin(raw_id, session, max_age=max_age)
+    bastion.send_session_cookie(request, raw_id, session)
     await bastion.audit.record(
         "reauth.success",
         user_id=user.user_id,

@@ -243,8 +243,7 @@ async def finish_two_step(
     except EmailNotVerified:
         # Checked before the pending state began; only a change meanwhile gets here.
         return _expired(request, bastion)
-    max_age = bastion.settings.remember_me_timeout if pending.remember else None
-    state.begin(raw_id, session, max_age=max_age)
+    bastion.send_session_cookie(request, raw_id, session)
     clear_pending_cookie(request, bastion)
     return RedirectResponse(pending.next, status_code=303)
 
@@ -271,8 +270,7 @@ async def start_enrolment_session(
         channel="web",
         mfa_enrolment=True,
     )
-    max_age = bastion.settings.remember_me_timeout if remember else None
-    state.begin(raw_id, session, max_age=max_age)
+    bastion.send_session_cookie(request, raw_id, session)
     log.info("session ref %s may only enrol a second factor", session.ref)
     return RedirectResponse(ENROLMENT_PAGE, status_code=303)
 
@@ -295,8 +293,7 @@ async def enrolled(request: Request, bastion: Bastion, methods: Sequence[str]) -
     if rotated is None:
         return  # ended meanwhile: the browser signs in again
     raw_id, renewed = rotated
-    max_age = bastion.settings.remember_me_timeout if renewed.remember else None
-    state.begin(raw_id, renewed, max_age=max_age)
+    bastion.send_session_cookie(request, raw_id, renewed)
     await bastion.audit.record(
         "mfa.enrolment.completed",
         user_id=renewed.user_id,
