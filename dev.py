@@ -6,6 +6,8 @@
     python3 dev.py lint     # ruff check, ruff format --check and mypy --strict (as CI does)
     python3 dev.py docs     # serve the documentation site (mkdocs.yml) at http://127.0.0.1:8000
     python3 dev.py docs build  # build it into site/, failing on any broken link (--strict)
+    python3 dev.py translations        # extract messages into src/bastion/locale/*/*.po
+    python3 dev.py translations check  # fail on a missing, untranslated or fuzzy message
 
 It keeps a virtual environment in ``.venv`` and reinstalls the project (with its test
 extras) only when ``pyproject.toml`` changes. Anything after the command is passed on
@@ -64,7 +66,8 @@ def lint(rest: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "lint", "docs", "serve", "bastion"}:
+    commands = {"demo", "test", "lint", "docs", "translations", "serve", "bastion"}
+    if not argv or argv[0] not in commands:
         print(__doc__)
         return 2
     ensure_environment()
@@ -80,6 +83,8 @@ def main(argv: list[str]) -> int:
             args = [str(PYTHON), "-m", "mkdocs", "build", "--strict", *rest[1:]]
         else:
             args = [str(PYTHON), "-m", "mkdocs", "serve", *rest]
+    elif command == "translations":
+        args = [str(PYTHON), str(ROOT / "tools" / "translations.py"), *rest]
     elif command == "bastion":
         args = [str(BIN / "bastion"), *rest]
     else:

@@ -210,6 +210,13 @@ class Accounts:
         )
         return ended
 
+    async def set_language(self, user_id: int, language: str) -> None:
+        """Keep ``language`` (a supported tag) as the user's choice for pages and emails;
+        their live sessions learn it at once."""
+        if await self.users.set_language(user_id, language):
+            await self.sessions.update_user(user_id, language=language)
+            await self._changed(user_id)
+
     async def verify_email(self, user: UserRecord, **context: Any) -> bool:
         """Mark ``user``'s address verified (its owner followed a link sent to it), if the
         account still has that address; live sessions learn it. False when nothing

@@ -45,6 +45,7 @@ import math
 from typing import TYPE_CHECKING
 
 from bastion.exceptions import RateLimited
+from bastion.i18n.formatting import in_unit
 from bastion.stores.base import Store
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def describe_wait(seconds: int) -> str:
         count, unit = math.ceil(seconds / 60), "minute"
     else:
         count, unit = math.ceil(seconds / 3600), "hour"
-    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+    return in_unit(unit, count)
 
 
 class AddressLimit:

@@ -87,6 +87,8 @@ class Session:
     # of this user, who has none yet): the dependencies refuse it everywhere else, and
     # adding a factor rotates it into a full session (bastion.fastapi.two_step.enrolled).
     mfa_enrolment: bool = False
+    # The user's own choice of language (contract 6.5), None until they make one.
+    language: str | None = None
 
     @property
     def idle_expires_at(self) -> float:
@@ -151,7 +153,7 @@ class Session:
             raise ValueError("session record has a bad key")
         if not (isinstance(self.csrf_secret, str) and isinstance(self.username, str)):
             raise ValueError("session record has a bad string")
-        for name in ("email", "ip", "user_agent"):
+        for name in ("email", "ip", "user_agent", "language"):
             if not isinstance(getattr(self, name, None), str | None):
                 raise ValueError("session record has a bad string")
         flags = (self.remember, self.email_verified, self.mfa_enrolment)
@@ -219,6 +221,7 @@ class SessionManager:
         replaces: str | None = None,
         amr: Iterable[str] = ("pwd",),
         mfa_enrolment: bool = False,
+        language: str | None = None,
     ) -> tuple[str, Session]:
         """Start a session with a brand-new id; returns (raw id for the cookie, session).
 
@@ -252,6 +255,7 @@ class SessionManager:
             amr=tuple(amr),
             auth_time=now,
             mfa_enrolment=mfa_enrolment,
+            language=language,
         )
         # Index first: a crash between the writes leaves a dangling index entry (cleaned
         # lazily), never a live session that "sign out everywhere" cannot find.
@@ -349,9 +353,12 @@ class SessionManager:
         roles: Iterable[str] | None = None,
         email: str | None = None,
         email_verified: bool | None = None,
+        language: str | None = None,
     ) -> int:
         """Refresh the user snapshot in every live session of the user; returns how many."""
         changes: dict[str, Any] = {}
+        if language is not None:
+            changes["language"] = language
         if username is not None:
             changes["username"] = username
         if roles is not None:

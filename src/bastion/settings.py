@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bastion.db import normalize_url
 from bastion.exceptions import ConfigError
 from bastion.files import make_private_dir
+from bastion.i18n.languages import LANGUAGES, normalize_language
 
 Environment = Literal["development", "production", "test"]
 StoreKind = Literal["memory", "sql", "redis"]
@@ -220,6 +221,12 @@ class Settings(BaseSettings):
         description="The site's name in every page title, the header, the error pages, "
         "`/docs`, emails and the TOTP issuer: one line of at most 100 characters.",
     )
+    default_language: str = Field(
+        "en",
+        description="The pages' and emails' language when neither `?lang=`, the "
+        "`bastion_lang` cookie, the user's own choice nor the browser's `Accept-Language` "
+        "names one Bastion speaks: `en` or `zh-CN`.",
+    )
     public_url: str = Field(
         "",
         description="Absolute base of the links in emails, `scheme://host[:port]` (http or "
@@ -337,6 +344,14 @@ class Settings(BaseSettings):
     def _rate(cls, value: str) -> str:
         parse_rate(value)
         return value
+
+    @field_validator("default_language")
+    @classmethod
+    def _default_language(cls, value: str) -> str:
+        language = normalize_language(value)
+        if language is None:
+            raise ValueError(f"default language must be one of {', '.join(LANGUAGES)}")
+        return language
 
     @field_validator("site_name")
     @classmethod

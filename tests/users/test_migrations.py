@@ -382,7 +382,7 @@ def test_migration_files_ship_inside_the_package() -> None:
     assert (packaged / "versions" / "0007_external_identities.py").is_file()
     assert (packaged / "initial_schema.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
-    assert head_revision() == "0007"
+    assert head_revision() == "0008"
 
 
 @pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])

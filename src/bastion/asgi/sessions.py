@@ -67,6 +67,9 @@ class SessionState:
     # always needs a CSRF token (see bastion.asgi.csrf).
     carries_cookie: bool = False
     set_cookies: list[str] = field(default_factory=list)
+    # Cookies that are not the session's (the language choice): sign-in and sign-out
+    # replace the session's cookies, never these.
+    other_cookies: list[str] = field(default_factory=list)
     _policy: CookiePolicy = field(default_factory=CookiePolicy)
     _signer: Signer | None = None
 
@@ -89,6 +92,10 @@ class SessionState:
             self._policy.header(self._policy.presession_name, signed, max_age=None)
         )
         return secret
+
+    def cookie_header(self, name: str, value: str, *, max_age: int | None) -> str:
+        """A ``Set-Cookie`` value with this site's cookie attributes."""
+        return self._policy.header(name, value, max_age=max_age)
 
     def begin(self, raw_id: str, session: Session, *, max_age: int | None) -> None:
         """Send the cookie of a new session (login, or an id rotation)."""
@@ -196,9 +203,11 @@ class SessionMiddleware:
 
     def _with_cookies(self, state: SessionState, send: Send) -> Send:
         async def send_with_cookies(message: Message) -> None:
-            if message["type"] == "http.response.start" and state.set_cookies:
+            if message["type"] == "http.response.start" and (
+                state.set_cookies or state.other_cookies
+            ):
                 headers = MutableHeaders(scope=message)
-                for cookie in state.set_cookies:
+                for cookie in (*state.set_cookies, *state.other_cookies):
                     headers.append("Set-Cookie", cookie)
                 # A response that sets a cookie must never be stored by any cache.
                 headers["Cache-Control"] = "no-store"

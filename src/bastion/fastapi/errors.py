@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import Scope
 
 from bastion.asgi.headers import CSP_NONCE_KEY, CSP_SOURCES_KEY, security_headers
+from bastion.asgi.language import choose_for_scope, request_language
 from bastion.asgi.sessions import session_state
 from bastion.csrf import mask_token
 from bastion.exceptions import RateLimited, StoreUnavailable
@@ -28,6 +29,7 @@ from bastion.fastapi.dependencies import (
     ReauthRequired,
     principal_from_session,
 )
+from bastion.i18n import DEFAULT_LANGUAGE, use_language
 from bastion.ratelimit import describe_wait
 from bastion.recovery import redact_token_paths
 from bastion.redirects import login_url, reauth_url
@@ -73,8 +75,9 @@ def wants_json(scope: Scope) -> bool:
 
 
 class ErrorRenderer:
-    def __init__(self, templates: Any) -> None:
+    def __init__(self, templates: Any, *, default_language: str = DEFAULT_LANGUAGE) -> None:
         self.templates = templates
+        self.default_language = default_language
 
     def for_scope(
         self,
@@ -88,6 +91,14 @@ class ErrorRenderer:
             extra.setdefault("Retry-After", RETRY_AFTER_UNAVAILABLE)
         if wants_json(scope):
             return JSONResponse({"detail": message}, status_code=status, headers=extra)
+        if request_language(scope) is not None:
+            return self._page(scope, status, message, extra)
+        # An error before the language middleware ran (a store outage while reading the
+        # session, an oversized request): chosen from the request alone.
+        with use_language(choose_for_scope(scope, default=self.default_language)):
+            return self._page(scope, status, message, extra)
+
+    def _page(self, scope: Scope, status: int, message: str, extra: dict[str, str]) -> Response:
         title = TITLES.get(status, "Error")
         if message.casefold() in (title.casefold(), _phrase(status).casefold()):
             message = EXPLANATIONS.get(status, "")

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Scope
 from bastion.accounts import Accounts
 from bastion.asgi.csrf import CSRFMiddleware
 from bastion.asgi.headers import CSPAdditions, SecurityHeadersMiddleware
+from bastion.asgi.language import LanguageMiddleware
 from bastion.asgi.limits import BodyLimitMiddleware, HeaderLimitMiddleware
 from bastion.asgi.proxy import ProxyHeadersMiddleware
 from bastion.asgi.sessions import CookiePolicy, SessionMiddleware, session_state
@@ -92,7 +93,7 @@ class Bastion:
         )
         self.templates_dir = templates_dir  # also the mail templates' (under mail/)
         self.templates = Templates(templates_dir, site_name=settings.site_name)
-        self.errors = ErrorRenderer(self.templates)
+        self.errors = ErrorRenderer(self.templates, default_language=settings.default_language)
         self._services: Services | None = None
         self._starting = asyncio.Lock()
 
@@ -181,6 +182,7 @@ class Bastion:
             replaces=replaces,
             amr=amr,
             mfa_enrolment=mfa_enrolment,
+            language=user.language,
         )
         if channel is not None:
             await self.accounts.record_sign_in(user, session, channel=channel, method=method)
@@ -277,6 +279,8 @@ def install(
         exempt=lambda path: path in CSRF_EXEMPT,
         unhandled=_unhandled(app),
     )
+    # Inside the session middleware: the signed-in user's own choice is in the session.
+    app.add_middleware(LanguageMiddleware, default=settings.default_language)
     app.add_middleware(
         SessionMiddleware,
         manager=bastion.session_manager,
@@ -317,6 +321,7 @@ def install(
         from bastion.fastapi.account import router as account_router
         from bastion.fastapi.admin import router as admin_router
         from bastion.fastapi.federation import router as federation_router
+        from bastion.fastapi.language import router as language_router
         from bastion.fastapi.mfa import router as mfa_router
         from bastion.fastapi.pages import router as pages_router
         from bastion.fastapi.passkeys import router as passkeys_router
@@ -334,6 +339,7 @@ def install(
             *reauth_router.routes,
             *passkeys_router.routes,
             *federation_router.routes,
+            *language_router.routes,
         ]
         app.router.routes.append(RouteGroup([r for r in pages_routes if isinstance(r, APIRoute)]))
     bastion_routes.extend(r for r in app.router.routes if all(r is not b for b in routes_before))

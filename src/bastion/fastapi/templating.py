@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,31 +16,8 @@ from bastion.asgi.headers import CSP_NONCE_KEY
 from bastion.asgi.sessions import session_state
 from bastion.csrf import mask_token
 from bastion.fastapi.dependencies import principal_from_session
+from bastion.i18n.jinja import install_translations
 from bastion.template_folders import template_loader
-
-
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _iso(timestamp: float | None) -> str:
-    if timestamp is None:
-        return ""
-    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="seconds")
-
-
-_UNITS = (("day", 86_400), ("hour", 3_600), ("minute", 60))
-
-
-def _duration(seconds: int) -> str:
-    """A setting's seconds in words, in the largest unit that divides them: "14 days"."""
-    for name, size in _UNITS:
-        if seconds >= size and seconds % size == 0:
-            count = seconds // size
-            return f"{count} {name}{'' if count == 1 else 's'}"
-    return f"{seconds} second{'' if seconds == 1 else 's'}"
 
 
 class Templates:
@@ -57,10 +33,9 @@ class Templates:
             autoescape=select_autoescape(default=True, default_for_string=True),
             trim_blocks=True,
             lstrip_blocks=True,
+            extensions=["jinja2.ext.i18n"],
         )
-        self.env.filters["when"] = _when
-        self.env.filters["iso"] = _iso
-        self.env.filters["duration"] = _duration
+        install_translations(self.env)
         # A global, not a render variable: error pages, rendered outside a request's
         # context, get it too.
         self.env.globals["site_name"] = site_name

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.exceptions import ConfigError
+from bastion.i18n import use_language
 from bastion.mail.addresses import domain_of, parse_sender
 from bastion.mail.backends import OUTBOX_FOLDER, Backend, ConsoleBackend, FileBackend
 from bastion.mail.message import Message, compose
@@ -56,17 +57,35 @@ class Mailer:
     def stats(self) -> MailStats:
         return self._outbox.stats
 
-    def render(self, template: str, *, to: str, context: Mapping[str, Any]) -> Message:
-        """The message of ``mail/<template>.*`` for ``to``."""
-        return self.templates.render(template, to=to, context=context)
+    def render(
+        self,
+        template: str,
+        *,
+        to: str,
+        context: Mapping[str, Any],
+        language: str | None = None,
+    ) -> Message:
+        """The message of ``mail/<template>.*`` for ``to``, in ``language`` (the
+        recipient's own choice) or else the language of the request being answered."""
+        if language is None:
+            return self.templates.render(template, to=to, context=context)
+        with use_language(language):
+            return self.templates.render(template, to=to, context=context)
 
     def compose(self, message: Message) -> EmailMessage:
         """``message`` as sent, with From, Date, Message-ID and Auto-Submitted."""
         return compose(message, sender=str(self._sender), sender_domain=self._sender.domain)
 
-    async def send(self, template: str, *, to: str, context: Mapping[str, Any]) -> None:
-        """Render now, deliver in the background."""
-        mail = self.compose(self.render(template, to=to, context=context))
+    async def send(
+        self,
+        template: str,
+        *,
+        to: str,
+        context: Mapping[str, Any],
+        language: str | None = None,
+    ) -> None:
+        """Render now (see :meth:`render`), deliver in the background."""
+        mail = self.compose(self.render(template, to=to, context=context, language=language))
         self._outbox.submit(mail, domain_of(str(mail["To"])))
 
     async def deliver_now(self, message: Message) -> None:

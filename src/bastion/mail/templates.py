@@ -15,6 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, StrictUndefined, TemplateNotFound, select_autoescape
 
+from bastion.i18n.jinja import install_translations
 from bastion.mail.addresses import MailError
 from bastion.mail.message import Message
 from bastion.settings import is_one_line
@@ -43,7 +44,10 @@ class MailTemplates:
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            extensions=["jinja2.ext.i18n"],
         )
+        # In the language of the request that sends the mail (see bastion.i18n).
+        install_translations(self.env)
         self.env.globals.update(site_name=site_name, public_url=public_url)
 
     def render(self, template: str, *, to: str, context: Mapping[str, Any]) -> Message:

@@ -37,6 +37,7 @@ IP_MAX_LENGTH = 64
 EVENT_MAX_LENGTH = 64
 AUDIT_USERNAME_MAX_LENGTH = 255
 SKELETON_DIGEST_LENGTH = 64  # SHA-256, hex
+LANGUAGE_MAX_LENGTH = 16
 USER_HANDLE_MAX_LENGTH = 86  # 64 random bytes, base64url
 
 
@@ -99,6 +100,8 @@ class User(Base):
     # When the current address was proven by a link sent to it; None: not (yet) verified.
     # A change of address sets it, since the new address is only taken once confirmed.
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A BCP 47 tag Bastion speaks ("en", "zh-CN"), chosen by the user; NULL: not chosen.
+    language: Mapped[str | None] = mapped_column(String(LANGUAGE_MAX_LENGTH))
     # The WebAuthn user handle: random, given to authenticators with the first passkey
     # (never the id or the name, which would tell who the credential belongs to).
     webauthn_user_handle: Mapped[str | None] = mapped_column(

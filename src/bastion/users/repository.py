@@ -99,6 +99,8 @@ class UserRecord:
     roles: frozenset[str]
     # When the current address was proven by a link sent to it (None: not verified).
     email_verified_at: datetime | None = None
+    # The language the user chose for pages and emails (contract 6.5); None: not chosen.
+    language: str | None = None
 
     @property
     def email_verified(self) -> bool:
@@ -256,6 +258,7 @@ def _user_record(user: User | Row[Any], roles: Iterable[str] | None = None) -> U
         password_changed_at=user.password_changed_at,
         roles=names,
         email_verified_at=user.email_verified_at,
+        language=user.language,
     )
 
 
@@ -455,6 +458,12 @@ class UserRepository:
 
     async def record_login(self, user_id: int) -> None:
         await self._update(user_id, last_login_at=self._now())
+
+    async def set_language(self, user_id: int, language: str) -> bool:
+        """Keep ``language`` as the user's choice; False if there is no such user."""
+        statement = update(User).where(User.id == user_id).values(language=language)
+        async with self._connection() as connection:
+            return _rowcount(await connection.execute(statement)) == 1
 
     async def mark_email_verified(self, user_id: int, email: str) -> bool:
         """Mark the user's address verified, if it is still ``email`` (compared by key) and

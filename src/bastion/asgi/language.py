@@ -1,0 +1,112 @@
+"""The language of each request (contract 6.5), set before any route or error page runs.
+
+``?lang=`` wins and is kept in the ``bastion_lang`` cookie; then that cookie, the signed-in
+user's own choice (kept in the session), ``Accept-Language`` and the site's default. HTML
+answers say which in ``Content-Language`` and vary on what chose it. The browser's UTC
+offset (``bastion_tz``, set by a small script) places times in the reader's zone.
+"""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.asgi.sessions import STATE_KEY, SessionState
+from bastion.i18n.context import set_language
+from bastion.i18n.formatting import parse_utc_offset
+from bastion.i18n.languages import LANGUAGE_COOKIE, choose_language, normalize_language
+
+TZ_COOKIE = "bastion_tz"
+LANGUAGE_COOKIE_MAX_AGE = 365 * 86_400
+LANGUAGE_KEY = "bastion.language"
+
+
+def request_language(scope: Scope) -> str | None:
+    """The language the middleware chose for this request (None outside it)."""
+    value = scope.get(LANGUAGE_KEY)
+    return value if isinstance(value, str) else None
+
+
+def _query_language(query_string: bytes) -> str | None:
+    for pair in query_string.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        if name == b"lang":
+            return normalize_language(value.decode("latin-1"))
+    return None
+
+
+def _cookies(scope: Scope) -> dict[str, str]:
+    raw = b"; ".join(value for name, value in scope.get("headers", ()) if name == b"cookie")
+    if not raw:
+        return {}
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(raw.decode("latin-1"))
+    except Exception:
+        return {}
+    return {name: morsel.value for name, morsel in jar.items()}
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def choose_for_scope(scope: Scope, *, default: str, user_choice: str | None = None) -> str:
+    """The language of a request from its query, cookies and headers (contract 6.5)."""
+    return choose_language(
+        query=_query_language(scope.get("query_string", b"")),
+        cookie=_cookies(scope).get(LANGUAGE_COOKIE),
+        user_choice=user_choice,
+        accept_language=_header(scope, b"accept-language"),
+        default=default,
+    )
+
+
+class LanguageMiddleware:
+    """Chooses the request's language; runs inside the session middleware."""
+
+    def __init__(self, app: ASGIApp, *, default: str) -> None:
+        self.app = app
+        self.default = default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cookies = _cookies(scope)
+        state = scope.get(STATE_KEY)
+        session = state.session if isinstance(state, SessionState) else None
+        asked = _query_language(scope.get("query_string", b""))
+        language = choose_language(
+            query=asked,
+            cookie=cookies.get(LANGUAGE_COOKIE),
+            user_choice=session.language if session is not None else None,
+            accept_language=_header(scope, b"accept-language"),
+            default=self.default,
+        )
+        scope[LANGUAGE_KEY] = language
+        set_language(language, parse_utc_offset(cookies.get(TZ_COOKIE)))
+        if (
+            asked is not None
+            and asked != cookies.get(LANGUAGE_COOKIE)
+            and isinstance(state, SessionState)
+        ):
+            state.other_cookies.append(
+                state.cookie_header(LANGUAGE_COOKIE, asked, max_age=LANGUAGE_COOKIE_MAX_AGE)
+            )
+
+        async def send_with_language(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if headers.get("content-type", "").startswith("text/html"):
+                    headers["Content-Language"] = language
+                    headers.add_vary_header("Accept-Language")
+                    headers.add_vary_header("Cookie")
+            await send(message)
+
+        await self.app(scope, receive, send_with_language)
