@@ -63,6 +63,19 @@ class Site:
         return int(user.id)
 
 
+_FORM_ERROR = re.compile(r'<div class="alert alert-error" role="alert"[^>]*>(.*?)</div>', re.S)
+_HIDDEN = re.compile(r'<span class="visually-hidden">.*?</span>', re.S)
+
+
+def form_error(html: str) -> str | None:
+    """The text of a page's form error (the error summary), without its hidden "Error:"
+    prefix, or None when the page shows none."""
+    match = _FORM_ERROR.search(html)
+    if match is None:
+        return None
+    return _HIDDEN.sub("", match.group(1)).strip()
+
+
 def csrf_from(html: str) -> str:
     match = CSRF_FIELD.search(html)
     assert match, "page has no csrf_token field"

@@ -9,10 +9,18 @@ import httpx
 import pytest
 
 from bastion.settings import Settings
-from tests.e2e.conftest import ORIGIN, PASSWORD, MakeSettings, Site, SiteFactory, csrf_from, login
+from tests.e2e.conftest import (
+    ORIGIN,
+    PASSWORD,
+    MakeSettings,
+    Site,
+    SiteFactory,
+    csrf_from,
+    form_error,
+    login,
+)
 
 GENERIC_FAILURE = "Invalid user name or password."
-ALERT = re.compile(r'class="alert alert-error" role="alert">(.*?)</div>', re.S)
 NEW_PASSWORD = "a long new passphrase 42"
 
 
@@ -32,9 +40,9 @@ async def audited_names(site: Site) -> list[str | None]:
 
 
 def alert(response: httpx.Response) -> str:
-    match = ALERT.search(response.text)
-    assert match, response.text[:500]
-    return match.group(1).strip()
+    message = form_error(response.text)
+    assert message, response.text[:500]
+    return message
 
 
 @pytest.mark.parametrize("name", ["alice\x00", "\x00", "ali\x00ce", "alice\x01", "alice\x1b"])
