@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 # Tag (BCP 47, as in <html lang>) -> the language's own name, for the switcher.
@@ -26,6 +27,7 @@ def normalize_language(tag: str | None) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=512)  # browsers send a handful of distinct headers
 def from_accept_language(header: str | None) -> str | None:
     """The first supported language of an ``Accept-Language`` header by preference
     (RFC 9110 12.5.4: ``q`` weights, ties kept in order; ``q=0`` refuses), or None."""
@@ -62,4 +64,6 @@ def choose_language(
     for candidate in (query, cookie, user_choice):
         if (language := normalize_language(candidate)) is not None:
             return language
-    return from_accept_language(accept_language) or default
+    # Bounded, so that the cache of parsed headers stays small whatever clients send.
+    header = accept_language[:256] if accept_language else None
+    return from_accept_language(header) or default
