@@ -123,15 +123,21 @@ def test_the_docs_snippet_is_the_example_file() -> None:
 
 def test_bastion_css_keeps_every_colour_in_a_custom_property() -> None:
     """An application rebrands the pages by setting variables: no colour may hide
-    elsewhere in the stylesheet."""
+    elsewhere in the stylesheet. The dark scheme redefines the same properties in a
+    ``:root`` of its own, inside ``@media (prefers-color-scheme: dark)``."""
     css = (ROOT / "src" / "bastion" / "static" / "bastion.css").read_text()
     css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
-    root = re.search(r":root\s*\{(.*?)\}", css, re.S)
-    assert root is not None
-    outside = css.replace(root.group(0), "")
+    roots = list(re.finditer(r":root\s*\{(.*?)\}", css, re.S))
+    assert len(roots) == 2  # light, then dark
+    outside = css
+    for root in roots:
+        outside = outside.replace(root.group(0), "")
     colours = re.findall(r"#[0-9a-fA-F]{3,8}\b|\brgba?\(|\bhsla?\(", outside)
     assert colours == []
-    declared = set(re.findall(r"(--[a-z-]+)\s*:", root.group(1)))
+    light, dark = (set(re.findall(r"(--[a-z-]+)\s*:", root.group(1))) for root in roots)
+    assert dark <= light  # the dark scheme only redefines properties
+    dark_media = re.search(r"@media \(prefers-color-scheme: dark\)\s*\{\s*:root", css)
+    assert dark_media is not None
     used = set(re.findall(r"var\((--[a-z-]+)\)", outside))
-    assert used <= declared
-    assert {f"--{name}" for name in re.findall(r"`--([a-z-]+)`", DOC)} == declared
+    assert used <= light
+    assert {f"--{name}" for name in re.findall(r"`--([a-z-]+)`", DOC)} == light
