@@ -3,6 +3,7 @@
 BASTION_DATA_DIR=.bastion uvicorn docs.examples.hello_app:app
 """
 
+# --8<-- [start:app]
 from html import escape
 
 from fastapi import Depends, FastAPI
@@ -27,3 +28,4 @@ async def welcome(user: SignedInUser) -> str:
 @app.get("/reports", dependencies=[Depends(require_role("staff"))])
 async def reports() -> dict[str, list[str]]:
     return {"reports": []}
+    # --8<-- [end:app]

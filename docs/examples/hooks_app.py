@@ -1,5 +1,6 @@
 """Lifecycle hooks (docs/hooks.md): the application hears of sign-ups and sign-ins."""
 
+# --8<-- [start:hooks]
 import logging
 
 from fastapi import FastAPI
@@ -35,3 +36,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install(app, settings, hooks=hooks)
     return app
+    # --8<-- [end:hooks]

@@ -14,8 +14,10 @@ import sys
 
 from sqlalchemy import create_engine, text
 
+# --8<-- [start:query]
 QUERY = text("SELECT username, email, password, is_admin, is_active FROM users ORDER BY id")
 FIELDS = ["username", "email", "password_hash", "roles", "is_active"]
+# --8<-- [end:query]
 
 
 def export_users(url: str, path: str) -> int:

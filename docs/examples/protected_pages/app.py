@@ -4,6 +4,7 @@ behind Bastion (run in Chromium by tests/browser/test_app_pages.py).
 BASTION_DATA_DIR=.bastion bastion serve --app docs.examples.protected_pages.app:app
 """
 
+# --8<-- [start:app]
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +20,10 @@ app = FastAPI()
 # own included) keeps the strict policy.
 install(app, csp_additions={"/notes": {"img-src": ["https://images.example"]}})
 
+# --8<-- [start:templates]
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 add_template_helpers(templates)  # csrf_field(), csrf_meta(), csp_nonce()
+# --8<-- [end:templates]
 
 NOTES: dict[int, list[str]] = {}  # a real application keeps them in its database
 
@@ -56,3 +59,4 @@ async def add_note_from_script(user: CurrentUser, note: NewNote) -> dict[str, st
 async def attach(user: CurrentUser, file: UploadFile) -> dict[str, int]:
     # A multipart upload: the token travels in the header (bastion.fetch adds it).
     return {"size": len(await file.read())}
+    # --8<-- [end:app]

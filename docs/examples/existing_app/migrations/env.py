@@ -18,10 +18,13 @@ config = context.config
 if config.config_file_name is not None:
     fileConfig(config.config_file_name)
 
+# --8<-- [start:url]
 # BASTION_DATABASE_URL (or the embedded SQLite file of BASTION_DATA_DIR).
 url = Settings().resolved_database_url
+# --8<-- [end:url]
 
 
+# --8<-- [start:configure]
 def configure(**options: Any) -> None:
     context.configure(
         target_metadata=Base.metadata,
@@ -29,6 +32,7 @@ def configure(**options: Any) -> None:
         include_object=include_object,  # nor compare the bastion_users of users_table()
         **options,
     )
+    # --8<-- [end:configure]
 
 
 def run_migrations(connection: Connection) -> None:

@@ -26,8 +26,11 @@ from bastion.settings import Settings
 from .models import Note
 
 HERE = Path(__file__).parent
+# --8<-- [start:settings]
 settings = Settings()  # BASTION_* environment variables (or a .env file)
+# --8<-- [end:settings]
 
+# --8<-- [start:engine]
 # One connection pool for the application's queries and Bastion's own.
 engine = create_engine(settings.resolved_database_url, timeout=settings.store_timeout)
 new_session = async_sessionmaker(engine, expire_on_commit=False)
@@ -37,16 +40,21 @@ new_session = async_sessionmaker(engine, expire_on_commit=False)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     await engine.dispose()  # the application's engine: Bastion never closes it
+    # --8<-- [end:engine]
 
 
+# --8<-- [start:install]
 app = FastAPI(title="Notes", lifespan=lifespan)
 # Sign-in pages, sessions, CSRF, security headers; overrides/ holds our versions of
 # Bastion's templates (its pages get a link to ours).
 install(app, settings, engine=engine, templates_dir=HERE / "overrides")
+# --8<-- [end:install]
 
+# --8<-- [start:templates]
 templates = Jinja2Templates(directory=HERE / "templates")
 add_template_helpers(templates)  # csrf_field(), csrf_meta(), csp_nonce()
 templates.env.globals["site_name"] = settings.site_name  # BASTION_SITE_NAME
+# --8<-- [end:templates]
 
 
 async def database() -> AsyncIterator[AsyncSession]:
@@ -73,13 +81,16 @@ async def notes_of(db: AsyncSession, user_id: int) -> Sequence[Note]:
     return (await db.scalars(query)).all()
 
 
+# --8<-- [start:notes_page]
 @app.get("/notes", response_class=HTMLResponse)
 async def notes_page(request: Request, user: SignedInUser, db: Database) -> HTMLResponse:
     # An anonymous browser is sent to /login?next=/notes; an API client gets 401.
     context = {"user": user, "notes": await notes_of(db, user.user_id)}
     return templates.TemplateResponse(request, "notes.html", context)
+    # --8<-- [end:notes_page]
 
 
+# --8<-- [start:add_note]
 @app.post("/notes")
 async def add_note(
     user: SignedInUser, db: Database, text: Annotated[str, Form(min_length=1, max_length=500)]
@@ -88,12 +99,15 @@ async def add_note(
     db.add(Note(owner_id=user.user_id, text=text))
     await db.commit()
     return RedirectResponse("/notes", status_code=303)
+    # --8<-- [end:add_note]
 
 
+# --8<-- [start:list_notes]
 @app.get("/api/notes")
 async def list_notes(user: CurrentUser, db: Database) -> list[NoteOut]:
     # A bearer token, or the session cookie.
     return [NoteOut.model_validate(note) for note in await notes_of(db, user.user_id)]
+    # --8<-- [end:list_notes]
 
 
 @app.post("/api/notes", status_code=201)

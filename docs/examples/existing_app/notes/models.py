@@ -18,6 +18,7 @@ class Base(DeclarativeBase):
     )
 
 
+# --8<-- [start:note]
 # bastion_users (its id only) in our metadata, so that ForeignKey("bastion_users.id")
 # resolves. The table stays Bastion's: its migrations make it, ours never touch it.
 users_table(Base.metadata)
@@ -32,3 +33,4 @@ class Note(Base):
         ForeignKey("bastion_users.id", ondelete="CASCADE"), index=True
     )
     text: Mapped[str] = mapped_column(String(500))
+    # --8<-- [end:note]
