@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from bastion.clock import FakeClock
+from bastion.fastapi.errors import UNAVAILABLE
 from bastion.passwords import Passwords
 from bastion.ratelimit import AddressLimit, LoginThrottle
 from bastion.settings import Settings
@@ -376,7 +377,7 @@ async def test_rate_limit_store_outage_refuses_logins_with_503(
         page = await web(client, "alice", PASSWORD)
         token = await api(client, "alice", PASSWORD)
     assert page.status_code == 503
-    assert "rate-limit store unavailable" in page.text
+    assert str(UNAVAILABLE["rate-limit store"]) in page.text
     assert token.status_code == 503
     assert token.json() == {"detail": "rate-limit store unavailable"}
 
@@ -453,7 +454,7 @@ async def test_password_check_fails_closed_when_the_rate_limit_store_is_down(
         finally:
             await down.aclose()
     assert response.status_code == 503
-    assert "rate-limit store unavailable" in response.text
+    assert str(UNAVAILABLE["rate-limit store"]) in response.text
     services = site.bastion.services
     user = await services.users.get_by_username("alice")
     assert user is not None
@@ -563,7 +564,7 @@ async def test_registration_fails_closed_when_the_rate_limit_store_is_down(
     finally:
         await down.aclose()
     assert response.status_code == 503
-    assert "rate-limit store unavailable" in response.text
+    assert str(UNAVAILABLE["rate-limit store"]) in response.text
     assert counting.hashes == 0
     assert await site.bastion.services.users.get_by_username("bob") is None
 

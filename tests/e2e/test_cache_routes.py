@@ -33,6 +33,7 @@ from bastion.fastapi import CacheScopeError, CurrentUser, OptionalUser, cached, 
 from bastion.fastapi.caching import get_cache, reads_no_identity
 from bastion.fastapi.dependencies import current_user, optional_user, page_user
 from bastion.fastapi.install import BastionDep
+from bastion.i18n import gettext
 from tests.e2e.conftest import ORIGIN, PASSWORD, Site, csrf_token, login
 
 RUNS: Counter[str] = Counter()
@@ -215,7 +216,21 @@ async def unannotated_principal(  # type: ignore[no-untyped-def]
     return {"user": user.username, "profile": profile["user"], "n": RUNS["unannotated"]}
 
 
+@cached(ttl=60, scope="user")
+async def translated(user: CurrentUser) -> dict[str, Any]:
+    RUNS["translated"] += 1
+    return {"text": gettext("Sign out"), "n": RUNS["translated"]}
+
+
+@cached(ttl=60, scope="public")
+async def translated_public() -> dict[str, Any]:
+    RUNS["translated-public"] += 1
+    return {"text": gettext("Sign out"), "n": RUNS["translated-public"]}
+
+
 TEST_ROUTES: dict[str, Callable[..., Any]] = {
+    "/t/translated": translated,
+    "/t/translated-public": translated_public,
     "/t/public": public_counter,
     "/t/search": search,
     "/t/cookie-response": sets_cookie_on_its_response,
@@ -489,6 +504,53 @@ async def test_a_cookie_the_session_middleware_sets_is_never_replayed(
     assert second.json() == first.json()  # a hit...
     assert "set-cookie" not in second.headers  # ...without the other caller's cookie
     assert second.headers["cache-control"].startswith("public, max-age=")
+
+
+# -- languages -------------------------------------------------------------------------
+
+
+def vary_of(response: httpx.Response) -> set[str]:
+    return {
+        v.strip().lower() for line in response.headers.get_list("vary") for v in line.split(",")
+    }
+
+
+async def test_an_answer_is_never_served_in_another_language(
+    routes: Site, client: httpx.AsyncClient
+) -> None:
+    await routes.create_user("alice")
+    tokens = await bearer_for(client, "alice")
+    chinese = {**auth(tokens), "Accept-Language": "zh-CN,zh;q=0.9"}
+    answers = [
+        await client.get("/t/translated", headers=auth(tokens)),
+        await client.get("/t/translated", headers=chinese),
+        await client.get("/t/translated", headers=auth(tokens)),
+        await client.get("/t/translated", headers=chinese),
+        await client.get("/t/translated", params={"lang": "zh-CN"}, headers=auth(tokens)),
+    ]
+    texts = [a.json()["text"] for a in answers]
+    assert texts == ["Sign out", "退出登录", "Sign out", "退出登录", "退出登录"]
+    # One entry per language, each computed once.
+    assert [a.json()["n"] for a in answers] == [1, 2, 1, 2, 2]
+    for answer in answers:
+        assert {"authorization", "cookie", "accept-language"} <= vary_of(answer)
+
+
+async def test_a_public_answer_is_keyed_and_varied_by_language(
+    routes: Site, client: httpx.AsyncClient
+) -> None:
+    english = await client.get("/t/translated-public")
+    chinese = await client.get("/t/translated-public", headers={"Accept-Language": "zh-CN"})
+    again = await client.get("/t/translated-public")
+    assert (english.json(), chinese.json(), again.json()) == (
+        {"text": "Sign out", "n": 1},
+        {"text": "退出登录", "n": 2},
+        {"text": "Sign out", "n": 1},
+    )
+    # A shared cache must tell the languages apart too: what chooses one is in Vary.
+    for answer in (english, chinese, again):
+        assert answer.headers["cache-control"].startswith("public, max-age=")
+        assert {"accept-language", "cookie"} <= vary_of(answer)
 
 
 # -- what is stored, and how it comes back -----------------------------------------------

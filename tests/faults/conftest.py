@@ -24,6 +24,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from bastion.fastapi.errors import unavailable_message
 from bastion.services import open_services
 from bastion.settings import Settings
 from tests.conftest import backend_missing, fresh_database
@@ -192,10 +193,14 @@ class Watch:
 
 
 def assert_unavailable(response: httpx.Response, component: str) -> None:
-    """A 503 with Retry-After that names ``component`` and leaves the session cookie alone."""
+    """A 503 with Retry-After that names ``component`` (JSON: "<component> unavailable"; a
+    page: its sentence about it) and leaves the session cookie alone."""
     assert response.status_code == 503, (response.status_code, response.text[:300])
     assert response.headers.get("retry-after", "").isdigit(), response.headers
-    assert f"{component} unavailable" in response.text, response.text[:300]
+    if response.headers.get("content-type", "").startswith("text/html"):
+        assert str(unavailable_message(component)) in response.text, response.text[:300]
+    else:
+        assert f"{component} unavailable" in response.text, response.text[:300]
     assert not any(SESSION_COOKIE in c for c in response.headers.get_list("set-cookie"))
 
 

@@ -30,6 +30,14 @@ The endpoint also sees only what the key covers: with ``scope="user"`` the princ
 :class:`UserView` (``user_id``, ``username``, ``roles``), with ``"role"`` a
 :class:`RoleView` (``roles``); reading anything else raises :class:`CacheScopeError`.
 
+Languages: the key also holds the language the request is answered in (contract 6.5,
+:func:`bastion.asgi.language.request_language`), so an answer computed in Chinese never
+reaches a reader of English: an endpoint may translate (``gettext``, a template, an error
+message) without saying so, and there are only a few languages. Browsers and shared caches
+are told the same: every cached answer varies on ``Accept-Language`` and ``Cookie`` (the
+``bastion_lang`` cookie and the user's own choice, kept in the session, pick the language
+too), besides ``Authorization`` for the private scopes.
+
 What is stored: the endpoint's return value (JSON data, see :func:`bastion.cache.dumps`)
 with the status and headers it set on an injected ``Response``, or a returned plain
 ``Response`` (status, headers, body). Never stored: non-2xx answers, anything that sets a
@@ -57,6 +65,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
+from bastion.asgi.language import request_language
 from bastion.cache import Cache, CacheKey, CacheScope, Computed
 from bastion.fastapi.dependencies import (
     Principal,
@@ -79,6 +88,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 REQUEST_PARAM = "bastion_cache_request"
 RESPONSE_PARAM = "bastion_cache_response"
 VARY = "Authorization, Cookie"
+# What chooses the language of an answer (besides ?lang=, which is in the URL).
+LANGUAGE_VARY = ("Accept-Language", "Cookie")
+# The key's entry for the request's language: not a Python name, so no parameter named in
+# vary= can collide with it.
+LANGUAGE_KEY = "bastion:language"
 # Headers that carry credentials; a dependency reading one of them reads who is calling.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
@@ -216,12 +230,15 @@ def cached(
             if scope != "public" and principal is None:
                 return await call(kwargs)  # anonymous: nothing to key on, so no caching
 
+            varied = {n: kwargs[n] for n in vary_names}
+            if (language := request_language(request.scope)) is not None:
+                varied[LANGUAGE_KEY] = language
             key = CacheKey.build(
                 key_name,
                 scope=scope,
                 user_id=principal.user_id if principal and scope == "user" else None,
                 roles=principal.roles if principal and scope == "role" else None,
-                vary={n: kwargs[n] for n in vary_names},
+                vary=varied,
             )
             ran: list[Any] = []
 
@@ -579,10 +596,22 @@ def _replay(payload: dict[str, Any], response: Response, scope: CacheScope, max_
 
 
 def _caching_headers(headers: MutableHeaders, scope: CacheScope, max_age: int) -> None:
+    # An answer reused by a browser or a shared cache must be tied to what chose its
+    # language, and a private one to the credentials it was made for; sent even at
+    # max-age=0 since it costs nothing.
     if scope == "public":
         headers["Cache-Control"] = f"public, max-age={max_age}"
+        _add_vary(headers, LANGUAGE_VARY)
         return
     headers["Cache-Control"] = f"private, max-age={max_age}"
-    # A private answer reused by a browser must be tied to the credentials it was made
-    # for; sent even at max-age=0 since it costs nothing.
-    headers.append("Vary", VARY)
+    _add_vary(headers, (*(v.strip() for v in VARY.split(",")), *LANGUAGE_VARY))
+
+
+def _add_vary(headers: MutableHeaders, names: Sequence[str]) -> None:
+    """Add ``names`` to the ``Vary`` header (one line, each name once; what the endpoint
+    put there is kept)."""
+    values = [v.strip() for line in headers.getlist("vary") for v in line.split(",")]
+    values = [v for v in values if v]
+    present = {v.lower() for v in values}
+    values += [n for n in names if n.lower() not in present]
+    headers["Vary"] = ", ".join(values)

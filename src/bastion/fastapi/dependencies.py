@@ -25,6 +25,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 
 from bastion.asgi.sessions import session_state
+from bastion.i18n import gettext
 from bastion.mfa.stepup import ReauthWindow
 from bastion.sessions import Session
 
@@ -366,7 +367,7 @@ def require_role(
 
 def _check_role(principal: Principal, role: str | None) -> None:
     if role is not None and not principal.has_role(role):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="You may not do this.")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=gettext("You may not do this."))
 
 
 # RFC 9470 section 3: the access token's authentication is too old for this resource.

@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from starlette.routing import BaseRoute
 
+from bastion.i18n import current_language, gettext
+
 SWAGGER_ASSETS = "/_bastion/static/swagger-ui"
 FAVICON = "/_bastion/static/favicon.svg"
 
@@ -22,13 +24,18 @@ def _is_route(route: BaseRoute, path: str) -> bool:
 
 
 def docs_page(site_name: str, openapi_url: str) -> str:
+    """The page; its title in the current language. Swagger UI itself speaks English, so
+    the document stays ``lang="en"`` and the title carries its own ``lang``."""
+    title = gettext("API docs")
+    language = current_language()
+    title_lang = "" if language == "en" else f' lang="{escape(language)}"'
     return f"""<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <meta name="referrer" content="same-origin">
-  <title>API docs · {escape(site_name)}</title>
+  <title{title_lang}>{escape(title)} · {escape(site_name)}</title>
   <link rel="icon" href="{FAVICON}" type="image/svg+xml">
   <link rel="stylesheet" href="{SWAGGER_ASSETS}/swagger-ui.css">
 </head>
@@ -50,9 +57,9 @@ def install_docs(app: FastAPI, site_name: str) -> None:
     ]
     if not docs_url or not openapi_url:
         return
-    page = docs_page(site_name, openapi_url)
 
     async def docs() -> HTMLResponse:
-        return HTMLResponse(page)
+        # Rendered per request: the title is in the request's language.
+        return HTMLResponse(docs_page(site_name, openapi_url))
 
     app.add_api_route(docs_url, docs, methods=["GET"], include_in_schema=False)

@@ -29,7 +29,7 @@ from bastion.fastapi.dependencies import (
     ReauthRequired,
     principal_from_session,
 )
-from bastion.i18n import DEFAULT_LANGUAGE, use_language
+from bastion.i18n import DEFAULT_LANGUAGE, LazyText, gettext, lazy, use_language
 from bastion.ratelimit import describe_wait
 from bastion.recovery import redact_token_paths
 from bastion.redirects import login_url, reauth_url
@@ -37,30 +37,57 @@ from bastion.sessions import Session
 
 log = logging.getLogger("bastion")
 RETRY_AFTER_UNAVAILABLE = "5"
-TITLES = {
-    400: "Bad request",
-    401: "Sign-in required",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    413: "Request too large",
-    422: "Invalid request",
-    429: "Too many attempts",
-    431: "Request headers too large",
-    500: "Something went wrong",
-    503: "Temporarily unavailable",
+TITLES: dict[int, LazyText] = {
+    400: lazy("Bad request"),
+    401: lazy("Sign-in required"),
+    403: lazy("Forbidden"),
+    404: lazy("Not found"),
+    405: lazy("Method not allowed"),
+    413: lazy("Request too large"),
+    422: lazy("Invalid request"),
+    429: lazy("Too many attempts"),
+    431: lazy("Request headers too large"),
+    500: lazy("Something went wrong"),
+    503: lazy("Temporarily unavailable"),
 }
+ERROR_TITLE = lazy("Error")
 # What a page says below its title when the error carries no message of its own (its
 # detail is the bare status phrase, which would only repeat the title).
-EXPLANATIONS = {
-    404: "There is no page at this address. Check the link you followed.",
-    405: "This address does not accept that kind of request.",
+EXPLANATIONS: dict[int, LazyText] = {
+    404: lazy("There is no page at this address. Check the link you followed."),
+    405: lazy("This address does not accept that kind of request."),
 }
+INVALID_FORM = lazy("The form was incomplete or invalid.")
+# The 503 page names what is down in a sentence of its own (the JSON answer keeps
+# StoreUnavailable's "<component> unavailable").
+UNAVAILABLE: dict[str, LazyText] = {
+    "database": lazy("The database is unavailable right now. Please try again in a moment."),
+    "session store": lazy(
+        "The session store is unavailable right now. Please try again in a moment."
+    ),
+    "rate-limit store": lazy(
+        "The rate-limit store is unavailable right now. Please try again in a moment."
+    ),
+    "cache": lazy("The cache is unavailable right now. Please try again in a moment."),
+    "passkeys": lazy("Passkeys are unavailable right now. Please try again in a moment."),
+    "application": lazy("The site is still starting. Please try again in a moment."),
+}
+SOMETHING_UNAVAILABLE = lazy(
+    "A service this site needs is unavailable right now. Please try again in a moment."
+)
 JSON_PREFIXES = ("/api/", "/.well-known/", "/healthz", "/readyz", "/openapi.json")
 
 
 def throttled_message(retry_after: int) -> str:
-    return f"Too many attempts. Please wait {describe_wait(retry_after)} and try again."
+    """The page's answer to a throttled attempt, saying how long to wait."""
+    return gettext(
+        "Too many attempts. Please wait %(wait)s and try again.", wait=describe_wait(retry_after)
+    )
+
+
+def unavailable_message(component: str) -> LazyText:
+    """What a 503 page says about ``component`` (:attr:`StoreUnavailable.component`)."""
+    return UNAVAILABLE.get(component, SOMETHING_UNAVAILABLE)
 
 
 def wants_json(scope: Scope) -> bool:
@@ -83,25 +110,45 @@ class ErrorRenderer:
         self,
         scope: Scope,
         status: int,
-        message: str,
+        message: str | LazyText,
         headers: Mapping[str, str] | None = None,
+        *,
+        page_message: str | LazyText | None = None,
     ) -> Response:
+        """The error answer: JSON with ``message`` as its detail, or the error page saying
+        ``page_message`` (default: ``message``). A lazy message is translated into the
+        request's language."""
         extra = dict(headers or {})
         if status == 503:
             extra.setdefault("Retry-After", RETRY_AFTER_UNAVAILABLE)
-        if wants_json(scope):
-            return JSONResponse({"detail": message}, status_code=status, headers=extra)
         if request_language(scope) is not None:
-            return self._page(scope, status, message, extra)
+            return self._answer(scope, status, message, page_message, extra)
         # An error before the language middleware ran (a store outage while reading the
         # session, an oversized request): chosen from the request alone.
         with use_language(choose_for_scope(scope, default=self.default_language)):
-            return self._page(scope, status, message, extra)
+            return self._answer(scope, status, message, page_message, extra)
+
+    def _answer(
+        self,
+        scope: Scope,
+        status: int,
+        message: str | LazyText,
+        page_message: str | LazyText | None,
+        extra: dict[str, str],
+    ) -> Response:
+        if wants_json(scope):
+            return JSONResponse({"detail": str(message)}, status_code=status, headers=extra)
+        return self._page(scope, status, str(page_message or message), extra)
 
     def _page(self, scope: Scope, status: int, message: str, extra: dict[str, str]) -> Response:
-        title = TITLES.get(status, "Error")
-        if message.casefold() in (title.casefold(), _phrase(status).casefold()):
-            message = EXPLANATIONS.get(status, "")
+        title = str(TITLES.get(status, ERROR_TITLE))
+        english = TITLES[status].message if status in TITLES else ""
+        if message.casefold() in (
+            title.casefold(),
+            english.casefold(),
+            _phrase(status).casefold(),
+        ):
+            message = str(EXPLANATIONS.get(status, ""))
         session = _signed_in_session(scope)
         html = self.templates.env.get_template("error.html").render(
             status=status,
@@ -135,7 +182,9 @@ def _signed_in_session(scope: Scope) -> Session | None:
 def register_error_handlers(app: FastAPI, renderer: ErrorRenderer) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
+        detail = exc.detail
+        if not isinstance(detail, str | LazyText):
+            detail = TITLES.get(exc.status_code, "")
         return renderer.for_scope(request.scope, exc.status_code, detail, exc.headers)
 
     async def invalid_request(request: Request, exc: Exception) -> Response:
@@ -151,19 +200,27 @@ def register_error_handlers(app: FastAPI, renderer: ErrorRenderer) -> None:
         ]
         if wants_json(request.scope):
             return JSONResponse({"detail": problems}, status_code=422)
-        return renderer.for_scope(request.scope, 400, "The form was incomplete or invalid.")
+        return renderer.for_scope(request.scope, 400, INVALID_FORM)
 
     async def unavailable(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StoreUnavailable)
         log.warning("%s unavailable: %s", exc.component, exc.detail)
-        return renderer.for_scope(request.scope, 503, f"{exc.component} unavailable")
+        return renderer.for_scope(
+            request.scope,
+            503,
+            f"{exc.component} unavailable",
+            page_message=unavailable_message(exc.component),
+        )
 
     async def limited(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RateLimited)
         return renderer.for_scope(
             request.scope,
             429,
-            throttled_message(exc.retry_after),
+            lazy(
+                "Too many attempts. Please wait %(wait)s and try again.",
+                wait=describe_wait(exc.retry_after),
+            ),
             {"Retry-After": str(exc.retry_after)},
         )
 
@@ -176,7 +233,9 @@ def register_error_handlers(app: FastAPI, renderer: ErrorRenderer) -> None:
             exc_info=exc,
         )
         response = renderer.for_scope(
-            request.scope, 500, f"An unexpected error occurred (error id {error_id})."
+            request.scope,
+            500,
+            lazy("An unexpected error occurred (error id %(id)s).", id=error_id),
         )
         # This answer comes from Starlette's outermost middleware, past Bastion's own: it
         # adds the security headers itself.

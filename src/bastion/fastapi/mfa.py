@@ -22,6 +22,7 @@ from bastion.fastapi.dependencies import PageUser, Principal, RecentPageUser, cl
 from bastion.fastapi.errors import throttled_message
 from bastion.fastapi.install import Bastion, BastionDep
 from bastion.fastapi.passkeys import passkeys_section
+from bastion.i18n import LazyText, lazy
 from bastion.mfa import methods
 from bastion.mfa.policy import second_factor_required
 from bastion.mfa.service import InvalidCode, TOTPAlreadyEnabled
@@ -32,15 +33,17 @@ router = APIRouter(include_in_schema=False)
 CodeField = Annotated[str, Form(max_length=64)]
 
 SECURITY_PAGE = "/account/security"
-WRONG_CODE = "That code is not right. Check the time on your phone and enter the current code."
-LAST_FACTOR = (
+WRONG_CODE = lazy(
+    "That code is not right. Check the time on your phone and enter the current code."
+)
+LAST_FACTOR = lazy(
     "Your account must keep a second factor: add a passkey before turning the authenticator "
     "app off."
 )
-NO_FACTOR = "Set up an authenticator app or a passkey first."
+NO_FACTOR = lazy("Set up an authenticator app or a passkey first.")
 NOTICES = {
-    "totp-disabled": "The authenticator app is turned off for your account.",
-    "totp-on": "Your authenticator app is set up already.",
+    "totp-disabled": lazy("The authenticator app is turned off for your account."),
+    "totp-on": lazy("Your authenticator app is set up already."),
 }
 
 
@@ -58,7 +61,7 @@ async def _security_page(
     bastion: Bastion,
     user: Principal,
     *,
-    error: str | None = None,
+    error: str | LazyText | None = None,
     status_code: int = 200,
 ) -> Response:
     return bastion.templates.render(
@@ -84,7 +87,8 @@ def _totp_page(
     bastion: Bastion,
     enrolment: TOTPEnrolment | None,
     *,
-    error: str | None = None,
+    error: str | LazyText | None = None,
+    error_fields: tuple[str, ...] = (),
     codes: list[str] | None = None,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
@@ -97,6 +101,7 @@ def _totp_page(
             # segno's SVG holds only paths: no text from the account or the settings.
             "qr_svg": Markup(enrolment.qr_svg) if enrolment else None,  # noqa: S704
             "error": error,
+            "error_fields": error_fields,
             "codes": codes,
         },
         status_code=status_code,
@@ -131,13 +136,24 @@ async def totp_confirm(
             return False
         return True
 
-    async def again(message: str, status_code: int, **headers: str) -> Response:
+    async def again(
+        message: str | LazyText,
+        status_code: int,
+        fields: tuple[str, ...] = (),
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         # The same secret again, so the app the user just scanned it into stays right.
         enrolment = await mfa.pending_totp(user.user_id, user.username)
         if enrolment is None:
             return RedirectResponse("/account/totp", status_code=303)
         return _totp_page(
-            request, bastion, enrolment, error=message, status_code=status_code, headers=headers
+            request,
+            bastion,
+            enrolment,
+            error=message,
+            error_fields=fields,
+            status_code=status_code,
+            headers=headers,
         )
 
     try:
@@ -150,10 +166,12 @@ async def totp_confirm(
             purpose="authenticator app setup",
         )
     except AuthenticationFailed:
-        return await again(WRONG_CODE, 400)
+        return await again(WRONG_CODE, 400, ("code",))
     except RateLimited as limited:
         return await again(
-            throttled_message(limited.retry_after), 429, **{"Retry-After": str(limited.retry_after)}
+            throttled_message(limited.retry_after),
+            429,
+            headers={"Retry-After": str(limited.retry_after)},
         )
     # An enrolment session (BASTION_MFA) becomes a full one, under a new id: the page
     # rendered below takes its CSRF token from that session.
