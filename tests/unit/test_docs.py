@@ -39,5 +39,5 @@ def test_every_setting_has_a_description_in_the_settings_class() -> None:
 
 def test_readme_links_only_existing_docs() -> None:
     readme = (ROOT / "README.md").read_text()
-    for link in re.findall(r"`(docs/[a-z_-]+\.md)`", readme):
+    for link in re.findall(r"`(docs/[a-z_/-]+\.md)`", readme):
         assert (ROOT / link).is_file(), link
