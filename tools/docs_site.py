@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
-import html
 import io
 import json
 import os
@@ -55,8 +54,16 @@ MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.M)
 # ---- settings -------------------------------------------------------------------------
 
 
+def _prose(text: str) -> str:
+    """``text`` for Markdown: ``<data dir>`` outside code spans is text, not an HTML tag."""
+    parts = text.split("`")
+    for index in range(0, len(parts), 2):  # the even parts are outside code spans
+        parts[index] = parts[index].replace("<", "&lt;").replace(">", "&gt;")
+    return "`".join(parts)
+
+
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _prose(text).replace("|", "\\|").replace("\n", " ")
 
 
 def settings_table() -> str:
@@ -111,20 +118,20 @@ def cli_reference() -> str:
     for path, command, context in _commands(root, ["bastion"], None):
         name = " ".join(path)
         if hasattr(command, "list_commands") and len(path) > 1:
-            parts.append(f"## `{name}`\n\n{command.help or ''}\n")
+            parts.append(f"## `{name}`\n\n{_prose(command.help or '')}\n")
             continue
         if len(path) > 1:
             parts.append(f"{'#' * len(path)} `{name}`\n")
         usage = " ".join(command.collect_usage_pieces(context))
         parts.append(f"```text\n{context.command_path} {usage}\n```\n")
         if command.help:
-            parts.append(command.help.strip() + "\n")
+            parts.append(_prose(command.help.strip()) + "\n")
         rows = []
         for param in command.get_params(context):
             record = param.get_help_record(context)
             if record is not None and record[0] != "--help":
                 names, help_text = record
-                rows.append(f"| `{names}` | {_cell(html.escape(help_text, quote=False))} |")
+                rows.append(f"| `{names}` | {_cell(help_text)} |")
         if rows:
             parts.append("| argument or option | meaning |\n|---|---|\n" + "\n".join(rows) + "\n")
     return "\n".join(parts)
@@ -171,9 +178,9 @@ def http_reference(document: dict[str, Any]) -> str:
             tag = (operation.get("tags") or ["other"])[0]
             lines = [f"### `{method.upper()} {path}`\n"]
             if operation.get("summary"):
-                lines.append(f"**{operation['summary']}**\n")
+                lines.append(f"**{_prose(operation['summary'])}**\n")
             if operation.get("description"):
-                lines.append(operation["description"].strip() + "\n")
+                lines.append(_prose(operation["description"].strip()) + "\n")
             parameters = operation.get("parameters", [])
             if parameters:
                 lines.append("| parameter | in | type | required |\n|---|---|---|---|")
@@ -292,6 +299,8 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
 
 
 def on_post_page(output: str, page: Page, config: MkDocsConfig) -> str:
+    if page.file.src_uri.startswith("zh/"):  # the Chinese pages say so (screen readers, fonts)
+        output = output.replace('<html lang="en"', '<html lang="zh-Hans"', 1)
     if 'class="mermaid"' not in output:
         return output
     src = get_relative_url(MERMAID_SITE_PATH, page.url)

@@ -78,6 +78,7 @@ def article(page: Path) -> str:
 def test_the_quick_start_and_tutorials_link_their_chinese_pages(site: Path) -> None:
     for page in ("quick-start", "tutorial", "existing-app"):
         assert f'href="../zh/{page}/"' in article(site / page / "index.html"), page
+        assert '<html lang="zh-Hans"' in (site / "zh" / page / "index.html").read_text()
         chinese = article(site / "zh" / page / "index.html")
         assert f'href="../../{page}/"' in chinese, page
         # Written in Chinese: most of its letters are CJK characters.
