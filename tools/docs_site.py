@@ -19,7 +19,6 @@ that have a diagram. The site loads nothing from other hosts (tests/unit/test_do
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import io
 import json
@@ -32,6 +31,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock, concurrent builds there are unlikely
+    fcntl = None  # type: ignore[assignment]
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
@@ -229,7 +233,8 @@ def mermaid_script() -> Path:
     if not ignore.exists():
         ignore.write_text("# Downloads of the documentation build (tools/docs_site.py)\n*\n")
     with (CACHE / "install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel builds fetch it once
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # parallel builds fetch it once
         if target.is_file():
             return target
         npm = shutil.which("npm")
@@ -294,7 +299,28 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     return files
 
 
+# A line break between two Chinese characters (or full-width punctuation) of a wrapped
+# paragraph: a browser would show it as a space, which Chinese text does not have.
+_CJK = "\u3000-\u303f\u4e00-\u9fff\uff00-\uffef"
+_CJK_BREAK = re.compile(f"(?<=[{_CJK}])\n[ \t]*(?=[{_CJK}])")
+_FENCE = re.compile(r"^([ \t]*)```.*?^\1```", re.S | re.M)
+
+
+def join_chinese_lines(markdown: str) -> str:
+    """``markdown`` with the line breaks inside Chinese sentences removed (code blocks as
+    they are)."""
+    parts, last = [], 0
+    for fence in _FENCE.finditer(markdown):
+        parts.append(_CJK_BREAK.sub("", markdown[last : fence.start()]))
+        parts.append(fence.group(0))
+        last = fence.end()
+    parts.append(_CJK_BREAK.sub("", markdown[last:]))
+    return "".join(parts)
+
+
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    if page.file.src_uri.startswith("zh/"):
+        markdown = join_chinese_lines(markdown)
     return MARKER.sub(lambda match: generated(match.group(1)), markdown)
 
 

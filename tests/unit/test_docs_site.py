@@ -87,6 +87,10 @@ def test_the_quick_start_and_tutorials_link_their_chinese_pages(site: Path) -> N
         )
         cjk = [c for c in letters if c >= "\u4e00"]
         assert len(cjk) > 200, page
+        # No line break of the Markdown source is left inside a Chinese sentence: a browser
+        # would show it as a space.
+        prose = re.sub(r"<pre.*?</pre>", "", chinese, flags=re.S)
+        assert re.search("[\u4e00-\u9fff\uff0c\u3002]\n[\u4e00-\u9fff]", prose) is None, page
 
 
 def test_the_settings_page_lists_every_setting(site: Path) -> None:
