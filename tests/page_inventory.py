@@ -75,9 +75,10 @@ class Goto:
 
 @dataclass(frozen=True)
 class Submit:
-    """Fill ``fields`` of the first form of the page whose ``action`` is this one and that
-    has all those fields, then press its submit button (``button``: the one with that
-    ``name=value``). Hidden fields (the CSRF token) go as the page has them."""
+    """Fill ``fields`` of the first form of the page whose ``action`` is this one (or, for
+    an action ending in ``*``, starts with it) and that has all those fields, then press
+    its submit button (``button``: the one with that ``name=value``). Hidden fields (the
+    CSRF token) go as the page has them."""
 
     action: str
     fields: Mapping[str, Value] = field(default_factory=dict)
@@ -90,6 +91,15 @@ class MailLink:
 
     to: str
     pattern: str
+
+
+@dataclass(frozen=True)
+class AddPasskey:
+    """On /account/security, add a passkey named ``name`` (the browser with a virtual
+    authenticator and the page's own script; HTTP with tests/soft_authenticator.py), and
+    land on the page that says it was added."""
+
+    name: str
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,7 @@ class RepeatUntil:
     tries: int
 
 
-Step = Goto | Submit | RepeatUntil | MailLink | Check
+Step = Goto | Submit | RepeatUntil | MailLink | AddPasskey | Check
 
 
 @dataclass(frozen=True)
@@ -129,7 +139,13 @@ def suffix(language: str) -> str:
 def users(language: str) -> list[User]:
     """The users a language's scenarios sign in as (alice and bob shared, created first)."""
     s = suffix(language)
-    return [User("alice", admin=True), User("bob"), User(f"carol_{s}"), User(f"dave_{s}")]
+    return [
+        User("alice", admin=True),
+        User("bob"),
+        User(f"carol_{s}"),
+        User(f"dave_{s}"),
+        User(f"pat_{s}"),
+    ]
 
 
 ALL_USERS = [
@@ -420,6 +436,28 @@ def admin_pages(language: str) -> list[Step]:
     ]
 
 
+def passkey_name(language: str) -> str:
+    return f"pat-key-{suffix(language)}"
+
+
+def passkeys(language: str) -> list[Step]:
+    s = suffix(language)
+    pat = f"pat_{s}"
+    return [
+        *sign_in(pat),
+        Goto("/account/security"),
+        AddPasskey(passkey_name(language)),
+        Check("account security: a passkey added (its rename and remove forms)", has="passkeys"),
+        Submit("/account/passkeys/*", {"name": passkey_name(language) + "-2"}),
+        Check("account security: passkey renamed"),
+        Goto("/reauth?next=/account/security"),
+        Check("re-authentication with a passkey"),
+        Submit("/logout"),
+        *sign_in(pat),
+        Check("login verify with a passkey (second step)", has="verify-title"),
+    ]
+
+
 SCENARIOS: dict[str, Callable[[str], list[Step]]] = {
     "anonymous": anonymous_pages,
     "throttled": throttled_sign_in,
@@ -427,6 +465,7 @@ SCENARIOS: dict[str, Callable[[str], list[Step]]] = {
     "account": account_pages,
     "second-factor": second_factor,
     "admin": admin_pages,
+    "passkeys": passkeys,
 }
 # Pages with a table (and the rest of the site) at 320 CSS px: signed in as alice.
 NARROW_PAGES = (

@@ -24,13 +24,15 @@ import pytest
 import pytest_asyncio
 
 from bastion.settings import Settings
-from tests.e2e.conftest import ORIGIN, Site, SiteFactory
+from tests.e2e.conftest import BASE, CSRF_META, ORIGIN, Site, SiteFactory
 from tests.page_inventory import (
     ALL_USERS,
+    LANGUAGES,
     PASSWORD,
     PROVIDER_SETTINGS,
     SCENARIOS,
     SITE_SETTINGS,
+    AddPasskey,
     Check,
     Goto,
     MailLink,
@@ -38,8 +40,10 @@ from tests.page_inventory import (
     Step,
     Submit,
     mail_link,
+    passkey_name,
     read_outbox,
 )
+from tests.soft_authenticator import SoftAuthenticator
 
 LANGUAGE = "zh-CN"
 # Names of products, protocols and codes, the same in a Chinese sentence.
@@ -172,7 +176,11 @@ def find_form(html: str, action: str, names: Iterable[str]) -> Form:
     parser.feed(html)
     wanted = set(names)
     for form in parser.forms:
-        if form.action == action and wanted <= form.names:
+        if action.endswith("*"):
+            matches = form.action.startswith(action[:-1])
+        else:
+            matches = form.action == action
+        if matches and wanted <= form.names:
             return form
     raise AssertionError(f"no form to {action} with fields {sorted(wanted)} on the page")
 
@@ -214,6 +222,8 @@ class HttpRunner:
                 await self.submit(step.step)
                 if self.response is not None and self.response.status_code == step.status:
                     break
+        elif isinstance(step, AddPasskey):
+            await self.add_passkey(step.name)
         elif isinstance(step, MailLink):
             # In a thread: the app sends mail from a task of this event loop.
             path = await asyncio.to_thread(mail_link, self.outbox, step.to, step.pattern)
@@ -239,8 +249,22 @@ class HttpRunner:
         elif form.buttons and form.buttons[0][0]:
             data[form.buttons[0][0]] = form.buttons[0][1]
         self.response = await self.client.post(
-            step.action, data=data, headers=ORIGIN, follow_redirects=True
+            form.action, data=data, headers=ORIGIN, follow_redirects=True
         )
+
+    async def add_passkey(self, name: str) -> None:
+        """What passkeys.js does on /account/security, with a software authenticator."""
+        match = CSRF_META.search(self.html)
+        assert match, "the page has no csrf-token meta tag"
+        headers = {**ORIGIN, "Accept": "application/json", "X-CSRF-Token": match.group(1)}
+        options = await self.client.post("/account/passkeys/options", json={}, headers=headers)
+        assert options.status_code == 200, options.text
+        answer = SoftAuthenticator(BASE).create(options.json())
+        added = await self.client.post(
+            "/account/passkeys", json={"credential": answer, "name": name}, headers=headers
+        )
+        assert added.status_code == 201, added.text
+        self.response = await self.client.get(added.json()["redirect"])
 
 
 # --- the site -----------------------------------------------------------------------
@@ -274,9 +298,13 @@ async def chinese_client(inventory: Inventory) -> AsyncIterator[httpx.AsyncClien
 
 
 def user_words() -> set[str]:
-    return {user.name for user in ALL_USERS} | {
+    """What the test itself typed: user names, passkey names."""
+    typed = {
         f"{stem}_{s}" for stem in ("nobody", "ghost", "newbie", "x", "made") for s in ("en", "zh")
     }
+    for language in LANGUAGES:
+        typed |= {passkey_name(language), passkey_name(language) + "-2"}
+    return {user.name for user in ALL_USERS} | typed
 
 
 def report(findings: Mapping[str, list[str]]) -> str:
