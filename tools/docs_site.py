@@ -324,6 +324,14 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
     return MARKER.sub(lambda match: generated(match.group(1)), markdown)
 
 
+# Sphinx roles in the docstrings (":class:`~bastion.cache.Cache`") as plain code.
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):<code>~?([^<]*)</code>")
+
+
+def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    return _ROLE.sub(r"<code>\1</code>", html)
+
+
 def on_post_page(output: str, page: Page, config: MkDocsConfig) -> str:
     if page.file.src_uri.startswith("zh/"):  # the Chinese pages say so (screen readers, fonts)
         output = output.replace('<html lang="en"', '<html lang="zh-Hans"', 1)

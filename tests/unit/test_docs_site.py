@@ -133,6 +133,8 @@ def test_the_python_api_page_is_made_from_the_docstrings(site: Path) -> None:
         assert name in text
     # install()'s own docstring, not a copy of it.
     assert "Add sessions, CSRF, security headers" in text
+    # Sphinx roles of the docstrings are shown as code, not as ":class:" text.
+    assert re.search(r":(class|func|meth|mod|data):", text) is None
 
 
 def test_the_site_loads_nothing_from_other_hosts(site: Path) -> None:
