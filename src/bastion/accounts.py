@@ -27,12 +27,15 @@ from bastion.hooks import (
     SignedIn,
     SignedOut,
 )
+from bastion.i18n import lazy
 from bastion.passwords import Passwords, unusable_password_hash
 from bastion.policy import check_password
 from bastion.ratelimit import AddressLimit
 from bastion.sessions import Session, SessionManager, session_ref
-from bastion.users.repository import RoleRecord, UserRecord, UserRepository
+from bastion.users.repository import UNKNOWN_USER, RoleRecord, UserRecord, UserRepository
 from bastion.users.roles import RoleInUse, check_deletable
+
+PASSWORDS_DIFFER = lazy("The two passwords do not match.")
 
 UserChanged = Callable[[int], Awaitable[None]]
 
@@ -72,13 +75,13 @@ class Accounts:
     async def require(self, user_id: int) -> UserRecord:
         user = await self.users.get_by_id(user_id)
         if user is None:
-            raise UserError("user not found")
+            raise UserError(UNKNOWN_USER)
         return user
 
     def check_new_password(self, password: str, confirm: str | None, username: str) -> None:
         """The password policy, the one check behind every way of setting a password."""
         if confirm is not None and password != confirm:
-            raise UserError("the two passwords do not match")
+            raise UserError(PASSWORDS_DIFFER, fields=("password_confirm",))
         check_password(password, self.password_min_length, username=username)
 
     async def _forget_failures(self, user: UserRecord) -> None:

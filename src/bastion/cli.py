@@ -494,7 +494,7 @@ def roles_delete(
         try:
             taken = await services.accounts.delete_role(name, force=force)
         except RoleInUse as error:
-            raise UserError(f"{error}; --force takes it from them (their sessions end)") from None
+            raise UserError(f"{error} --force takes it from them (their sessions end).") from None
         ended = f"; taken from {taken} user(s), their sessions ended" if taken else ""
         typer.echo(f"deleted role {name}{ended}")
 

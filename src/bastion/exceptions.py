@@ -1,6 +1,16 @@
-"""Bastion's exception hierarchy. Messages are safe to show: no keys, SQL or paths."""
+"""Bastion's exception hierarchy. Messages are safe to show: no keys, SQL or paths.
+
+A message meant for people (a :class:`UserError`'s) is a whole sentence marked for
+translation (``lazy(...)``): ``str(error)`` gives it in the language of the request being
+answered, and in English outside one (the command line, logs).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from bastion.i18n import lazy
 
 
 class BastionError(Exception):
@@ -48,11 +58,21 @@ class RateLimited(BastionError):
 
 
 class UserError(BastionError):
-    """An account operation was refused (duplicate user, unknown user, weak password...)."""
+    """An account operation was refused (duplicate user, unknown user, weak password...).
+
+    The message is a whole sentence fit to show as it is (a lazy, translated one).
+    ``fields`` names the form fields it is about (``"username"``, ``"email"``,
+    ``"password"``, ``"password_confirm"``), when it is about some: a page marks those
+    fields as invalid (``aria-invalid``).
+    """
+
+    def __init__(self, message: Any = "", *, fields: Iterable[str] = ()) -> None:
+        self.fields = frozenset(fields)
+        super().__init__(message)
 
 
 class AuthenticationFailed(BastionError):
     """Sign-in refused. One message for unknown user, wrong password and disabled account."""
 
     def __init__(self) -> None:
-        super().__init__("invalid user name or password")
+        super().__init__(lazy("Invalid user name or password."))

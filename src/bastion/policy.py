@@ -8,6 +8,7 @@ from functools import cache
 from importlib import resources
 
 from bastion.exceptions import UserError
+from bastion.i18n import lazy, lazy_plural
 
 MAX_PASSWORD_BYTES = 1024
 
@@ -24,15 +25,28 @@ def _fold(text: str) -> str:
 
 
 def check_password(password: str, min_length: int, *, username: str | None = None) -> None:
-    """Refuse a password that breaks the policy, with a message fit to show the user."""
+    """Refuse a password that breaks the policy, with a message fit to show the user (a
+    whole sentence, translated; the error's ``field`` is ``"password"``)."""
     if not password:
-        raise UserError("the password is empty")
+        raise UserError(lazy("The password is empty."), fields=("password",))
     if len(password) < min_length:
-        raise UserError(f"the password must have at least {min_length} characters")
+        raise UserError(
+            lazy_plural(
+                "The password must have at least %(num)d character.",
+                "The password must have at least %(num)d characters.",
+                min_length,
+            ),
+            fields=("password",),
+        )
     if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
-        raise UserError(f"the password must not exceed {MAX_PASSWORD_BYTES} bytes")
+        raise UserError(
+            lazy("The password must not exceed %(max)d bytes.", max=MAX_PASSWORD_BYTES),
+            fields=("password",),
+        )
     folded = _fold(password)
     if folded in common_passwords() or folded.strip() in common_passwords():
-        raise UserError("this password is too common; choose another")
+        raise UserError(
+            lazy("This password is too common. Choose another one."), fields=("password",)
+        )
     if username and _fold(username) in folded:
-        raise UserError("the password must not contain the user name")
+        raise UserError(lazy("The password must not contain the user name."), fields=("password",))

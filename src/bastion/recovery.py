@@ -45,6 +45,7 @@ from typing import Any, Literal, Protocol
 from bastion.accounts import Accounts
 from bastion.clock import Clock, system_clock
 from bastion.exceptions import BastionError, RateLimited, StoreUnavailable, UserError
+from bastion.i18n import lazy
 from bastion.ratelimit import AddressLimit, describe_wait
 from bastion.signing import Signer
 from bastion.stores.base import Store
@@ -68,6 +69,7 @@ CLOCK_LEEWAY = 60
 HOLD_SECONDS = 900
 
 # The mail templates (templates/mail/<name>.subject.txt, .txt, .html).
+ACCOUNT_DISABLED = lazy("The account is disabled. Enable it first.")
 MAIL_RESET = "password_reset"
 MAIL_VERIFY = "email_verify"
 MAIL_CHANGE = "email_change"
@@ -99,7 +101,14 @@ class EmailNotVerified(BastionError):
 class MailSender(Protocol):
     """What recovery needs of the mailer (:class:`bastion.mail.Mailer`)."""
 
-    async def send(self, template: str, *, to: str, context: Mapping[str, Any]) -> None: ...
+    async def send(
+        self,
+        template: str,
+        *,
+        to: str,
+        context: Mapping[str, Any],
+        language: str | None = None,
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +240,19 @@ class LinkTokens:
         await self.store.delete(f"ls:{_digest(token)}")
 
 
+class _Wait:
+    """How long a link works, in words of the language its mail is written in (the
+    recipient's own choice, which may not be the request's)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return describe_wait(self.seconds)
+
+
 class Recovery:
     """Password resets, address verification and address changes, by mailed links.
 
@@ -277,15 +299,15 @@ class Recovery:
         """A password-reset link for an operator to pass on (``bastion users reset-link``);
         audited as ``password.reset_link_made``, without the link."""
         if not user.is_active:
-            raise UserError("the account is disabled; enable it first")
+            raise UserError(ACCOUNT_DISABLED)
         link = self.link(base_url, "reset", self.tokens.make("reset", user))
         await self.accounts.audit.record(
             "password.reset_link_made", user_id=user.id, username=user.username, **context
         )
         return link
 
-    def _valid_for(self) -> str:
-        return describe_wait(self.tokens.ttl)
+    def _valid_for(self) -> _Wait:
+        return _Wait(self.tokens.ttl)
 
     async def _limit(self, kind: LinkKind, who: str) -> bool:
         """Count one mail of ``kind`` for ``who``; False when over the limit."""
@@ -355,14 +377,15 @@ class Recovery:
     ) -> None:
         """Mail ``user`` a reset link (a request's, or an administrator's ``actor_id``)."""
         if user.email is None:
-            raise UserError("the account has no e-mail address")
+            raise UserError(lazy("The account has no e-mail address."))
         if not user.is_active:
-            raise UserError("the account is disabled; enable it first")
+            raise UserError(ACCOUNT_DISABLED)
         link = self.link(base_url, "reset", self.tokens.make("reset", user))
         await self.mailer.send(
             MAIL_RESET,
             to=user.email,
             context={"username": user.username, "link": link, "valid_for": self._valid_for()},
+            language=user.language,
         )
         await self.accounts.audit.record(
             "password.reset_link_sent",
@@ -460,6 +483,7 @@ class Recovery:
             MAIL_VERIFY,
             to=user.email,
             context={"username": user.username, "link": link, "valid_for": self._valid_for()},
+            language=user.language,
         )
         return True
 
@@ -503,6 +527,7 @@ class Recovery:
                     "old_email": user.email,
                     "new_email": claims.new_email,
                 },
+                language=user.language,
             )
         return claims.kind, user
 
@@ -516,7 +541,7 @@ class Recovery:
         display = new_email.strip()
         key = normalize_email(display)
         if user.email is not None and normalize_email(user.email) == key:
-            raise UserError("this is already the address of your account")
+            raise UserError(lazy("This is already the address of your account."), fields=("email",))
         return display
 
     async def request_email_change(
@@ -527,7 +552,7 @@ class Recovery:
         address as kept. ``UserError`` or ``RateLimited`` (per account)."""
         address = self.check_new_address(user, new_email)
         if base_url is None:
-            raise UserError("links cannot be mailed: BASTION_PUBLIC_URL is not set")
+            raise UserError(lazy("Links cannot be mailed because BASTION_PUBLIC_URL is not set."))
         await self.link_limits["change"].hit(f"user {user.id}")
         token = self.tokens.make("change", user, new_email=address)
         await self.mailer.send(
@@ -539,6 +564,7 @@ class Recovery:
                 "valid_for": self._valid_for(),
                 "new_email": address,
             },
+            language=user.language,
         )
         await self.accounts.audit.record(
             "email.change_requested", user_id=user.id, username=user.username, **context

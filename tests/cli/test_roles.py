@@ -61,7 +61,7 @@ def test_delete_refuses_a_role_users_hold_unless_forced(cli: Cli, library: Libra
     session = library.add_session(alice)
 
     refused = cli.invoke("roles", "delete", "staff")
-    assert_handled_error(refused, "role 'staff' is held by 1 user(s); --force takes it from them")
+    assert_handled_error(refused, "The role 'staff' is held by 1 user. --force takes it from them")
     assert library.user("alice").roles == {"staff"}  # type: ignore[union-attr]
     assert library.live_sessions(alice) == {session}
 

@@ -58,8 +58,8 @@ def test_create_refuses_a_duplicate_and_a_look_alike_name(cli: Cli, library: Lib
 @pytest.mark.parametrize(
     ("stdin", "env", "message"),
     [
-        pytest.param("\n", {}, "the password is empty", id="empty-line"),
-        pytest.param("", {}, "the password is empty", id="no-input"),
+        pytest.param("\n", {}, "The password is empty.", id="empty-line"),
+        pytest.param("", {}, "The password is empty.", id="no-input"),
         pytest.param("short-7\n", {}, "at least 8 characters", id="below-default-minimum"),
         pytest.param(
             "nineteen-characters\n",
@@ -156,7 +156,7 @@ def test_create_prompt_fails_with_one_line_when_input_ends_after_a_mismatch(
 def test_create_prompt_refuses_an_empty_password(cli: Cli, library: Library) -> None:
     outcome = cli.invoke("users", "create", "carol", input="\n\n")
 
-    assert_handled_error(outcome, "the password is empty")
+    assert_handled_error(outcome, "The password is empty.")
     assert library.usernames() == []
 
 

@@ -115,8 +115,9 @@ def test_import_refuses_the_whole_file_and_lists_each_refused_row(
         "django_pbkdf2_sha1, django_bcrypt_sha256, django_bcrypt, django_argon2)",
         "row 4: the same user name as row 2",
         "row 5: a user name that looks like row 2's",
-        "row 6: role 'wizard' is not defined; define it first with: bastion roles create wizard",
-        "row 7: e-mail address is not valid",
+        "row 6: The role 'wizard' is not defined. Define it first with: "
+        "bastion roles create wizard",
+        "row 7: The e-mail address is not valid.",
         "row 8: an account with this user name already exists",
     ]
     assert good not in outcome.stdout + outcome.stderr

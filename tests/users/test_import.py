@@ -192,14 +192,14 @@ async def test_refused_rows_are_each_reported_with_their_row_and_nothing_is_writ
     reasons = {(p.row, p.reason) for p in report.problems}
     assert (3, "unknown password hash format") in {(r, x.split(" (")[0]) for r, x in reasons}
     assert (4, "the same user name as row 2") in reasons
-    assert (5, "user name mixes letters of different scripts (alphabets)") in reasons
+    assert (5, "The user name mixes letters of different scripts (alphabets).") in reasons
     assert (6, str(UnknownRole("wizard"))) in reasons
-    assert (7, "e-mail address is not valid") in reasons
+    assert (7, "The e-mail address is not valid.") in reasons
     assert (8, "the same e-mail address as row 2") in reasons
     assert (9, "an account with this user name already exists") in reasons
-    assert (10, "user name mixes letters of different scripts (alphabets)") in reasons
+    assert (10, "The user name mixes letters of different scripts (alphabets).") in reasons
     assert any(row == 11 and "not a valid django_pbkdf2_sha256" in r for row, r in reasons)
-    assert (12, "user name must not contain spaces") in reasons
+    assert (12, "The user name must not contain spaces.") in reasons
     assert (12, "no password hash") in reasons
     assert {p.row for p in report.problems} == set(range(3, 13))  # row 2 (alice) is fine
     assert report.imported == 0
@@ -338,7 +338,7 @@ async def test_batch_insert_is_all_or_nothing_when_an_account_appeared_meanwhile
     accounts = [new_user(f"batch{i}", plain_bcrypt("pw")) for i in range(5)]
     await repo.create_user("batch3", plain_bcrypt("x"))  # after the checks, before the insert
 
-    with pytest.raises(UserError, match="user already exists"):
+    with pytest.raises(UserError, match="already exists"):
         await repo.create_users(accounts)
 
     assert await repo.count_users() == 1

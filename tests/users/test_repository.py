@@ -16,7 +16,7 @@ from bastion.clock import FakeClock
 from bastion.db import create_engine
 from bastion.exceptions import StoreUnavailable, UserError
 from bastion.users.models import UserRole
-from bastion.users.repository import RoleRecord, UserRepository
+from bastion.users.repository import DUPLICATE_USER, RoleRecord, UserRepository
 from bastion.users.roles import RoleInUse, UnknownRole
 from tests.roles import define_roles
 
@@ -58,7 +58,7 @@ async def test_display_name_is_kept_as_typed(repo: UserRepository) -> None:
 async def test_look_alike_usernames_collide(repo: UserRepository, look_alike: str) -> None:
     await repo.create_user("Alice", HASH)
 
-    with pytest.raises(UserError, match="user already exists"):
+    with pytest.raises(UserError, match="already exists"):
         await repo.create_user(look_alike, HASH)
     assert await repo.get_by_username(look_alike) is not None
     assert await repo.count_users() == 1
@@ -70,7 +70,7 @@ async def test_ligature_usernames_collide_with_plain_letters(
 ) -> None:
     await repo.create_user(first, HASH)
 
-    with pytest.raises(UserError, match="user already exists"):
+    with pytest.raises(UserError, match="already exists"):
         await repo.create_user(second, HASH)
 
 
@@ -91,14 +91,14 @@ async def test_confusable_usernames_are_refused_as_duplicates(
     with pytest.raises(UserError) as refused:
         await repo.create_user(look_alike, HASH)
 
-    assert str(refused.value) == "user already exists"  # word for word a duplicate's answer
+    assert str(refused.value) == str(DUPLICATE_USER)  # word for word a duplicate's answer
     assert await repo.count_users() == 1
 
 
 async def test_the_older_look_alike_blocks_the_plain_name_too(repo: UserRepository) -> None:
     await repo.create_user(DOTLESS_I_ADMIN, HASH)
 
-    with pytest.raises(UserError, match="user already exists"):
+    with pytest.raises(UserError, match="already exists"):
         await repo.create_user("Admin", HASH)
 
 
@@ -110,7 +110,7 @@ async def test_whole_script_look_alike_is_refused(repo: UserRepository) -> None:
         await repo.create_user("\u0440\u0430\u0443\u0440\u0430l", HASH)
     # All Cyrillic, so one script, yet it looks just like "paypa".
     await repo.create_user("paypa", HASH)
-    with pytest.raises(UserError, match="user already exists"):
+    with pytest.raises(UserError, match="already exists"):
         await repo.create_user("\u0440\u0430\u0443\u0440\u0430", HASH)
 
 
@@ -165,7 +165,7 @@ async def test_concurrent_look_alike_registrations_let_exactly_one_win(
 
     errors = [r for r in results if isinstance(r, BaseException)]
     assert len(errors) == len(names) - 1
-    assert all(isinstance(e, UserError) and str(e) == "user already exists" for e in errors)
+    assert all(isinstance(e, UserError) and str(e) == str(DUPLICATE_USER) for e in errors)
     assert await repo.count_users() == 1
 
 
@@ -181,7 +181,7 @@ async def test_unknown_or_invalid_username_is_not_found(repo: UserRepository) ->
 async def test_duplicate_email_is_refused_whatever_its_case(repo: UserRepository) -> None:
     await repo.create_user("alice", HASH, email="Alice@Example.org")
 
-    with pytest.raises(UserError, match="user already exists"):
+    with pytest.raises(UserError, match="already exists"):
         await repo.create_user("bob", HASH, email="alice@EXAMPLE.ORG")
     found = await repo.get_by_email("ALICE@example.org")
     assert found is not None
@@ -209,7 +209,7 @@ async def test_concurrent_creation_of_one_name_lets_exactly_one_win(
 
     errors = [r for r in results if isinstance(r, BaseException)]
     assert len(errors) == 3
-    assert all(isinstance(e, UserError) and str(e) == "user already exists" for e in errors)
+    assert all(isinstance(e, UserError) and str(e) == str(DUPLICATE_USER) for e in errors)
     assert await repo.count_users() == 1
 
 
@@ -343,7 +343,7 @@ async def test_changes_to_an_unknown_user_are_refused(repo: UserRepository) -> N
         lambda: repo.set_roles(42, ["admin"]),
     ]
     for change in changes:
-        with pytest.raises(UserError, match="user not found"):
+        with pytest.raises(UserError, match="The user was not found"):
             await change()
 
 

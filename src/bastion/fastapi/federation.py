@@ -37,6 +37,7 @@ from bastion.federation.errors import (
     SignInRefused,
 )
 from bastion.federation.flow import Callback, ExternalProfile, Intent
+from bastion.i18n import LazyText, gettext, lazy
 from bastion.mfa.policy import second_factor_required
 from bastion.recovery import EmailNotVerified
 from bastion.redirects import safe_next
@@ -48,8 +49,8 @@ router = APIRouter(include_in_schema=False)
 ERROR_CODE = re.compile(r"[a-z_]{1,40}")
 CONNECTIONS = "/account/connections"
 CONNECTION_NOTICES = {
-    "linked": "The account was connected. You can now sign in with it.",
-    "unlinked": "The account was disconnected.",
+    "linked": lazy("The account was connected. You can now sign in with it."),
+    "unlinked": lazy("The account was disconnected."),
 }
 
 
@@ -75,8 +76,11 @@ def _unavailable(provider: ProviderConfig, error: ProviderUnavailable) -> HTTPEx
     log.warning("provider %s unavailable: %s", provider.name, error.detail or "no detail")
     return HTTPException(
         status.HTTP_503_SERVICE_UNAVAILABLE,
-        detail=f"{provider.label} is not answering right now, so signing in with it does not "
-        "work. Try again in a few minutes, or sign in another way.",
+        detail=gettext(
+            "%(provider)s is not answering right now, so signing in with it does not work. "
+            "Try again in a few minutes, or sign in another way.",
+            provider=provider.label,
+        ),
     )
 
 
@@ -91,18 +95,27 @@ def _refused(provider: ProviderConfig, error: FederationError) -> HTTPException:
         error.reason,
         f" ({code})" if code else " (with an error)" if error.code else "",
     )
+    label = provider.label
     if code == "access_denied":
-        text = f"{provider.label} did not sign you in: access was denied or cancelled."
+        text = gettext(
+            "%(provider)s did not sign you in: access was denied or cancelled. Please try again.",
+            provider=label,
+        )
+    elif code:
+        text = gettext(
+            "%(provider)s did not sign you in (it answered %(code)s). Please try again.",
+            provider=label,
+            code=code,
+        )
     elif error.code:
-        text = f"{provider.label} did not sign you in" + (
-            f" (it answered {code})." if code else "."
-        )
+        text = gettext("%(provider)s did not sign you in. Please try again.", provider=label)
     else:
-        text = (
-            f"Signing in with {provider.label} did not work: the answer was not valid for "
-            "this browser, or it was used already or came too late."
+        text = gettext(
+            "Signing in with %(provider)s did not work: the answer was not valid for this "
+            "browser, or it was used already or came too late. Please try again.",
+            provider=label,
         )
-    return HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"{text} Please try again.")
+    return HTTPException(status.HTTP_400_BAD_REQUEST, detail=text)
 
 
 async def _begin(
@@ -235,7 +248,12 @@ async def _start(
         )
     except EmailNotVerified:
         # As after a right password: said only to whoever proved to be this user.
-        context = {"next": next, "error": UNVERIFIED, "resend_ticket": resend_ticket(bastion, user)}
+        context = {
+            "next": next,
+            "error": UNVERIFIED,
+            "error_fields": (),
+            "resend_ticket": resend_ticket(bastion, user),
+        }
         return bastion.templates.render(request, "login.html", context, status_code=403)
     bastion.send_session_cookie(request, raw_id, session)
     return RedirectResponse(next, status_code=303)
@@ -245,13 +263,14 @@ def _login_page(
     request: Request,
     bastion: Bastion,
     next: str,
-    error: str,
+    error: str | LazyText,
     *,
     status_code: int = 403,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    """The sign-in page, saying why the provider's sign-in gave no session."""
-    context = {"next": next if next != safe_next("") else "", "error": error}
+    """The sign-in page, saying why the provider's sign-in gave no session (about no
+    field of its form)."""
+    context = {"next": next if next != safe_next("") else "", "error": error, "error_fields": ()}
     return bastion.templates.render(
         request, "login.html", context, status_code=status_code, headers=headers
     )
@@ -259,15 +278,19 @@ def _login_page(
 
 def _refusal(provider: ProviderConfig, refused: SignInRefused) -> str:
     if refused.reason == "disabled":
-        return f"The account connected to this {provider.label} account cannot sign in."
+        return gettext(
+            "The account connected to this %(provider)s account cannot sign in.",
+            provider=provider.label,
+        )
     return _no_account(provider)
 
 
 def _no_account(provider: ProviderConfig) -> str:
-    return (
-        f"No account here can be signed in to with this {provider.label} account, and new "
+    return gettext(
+        "No account here can be signed in to with this %(provider)s account, and new "
         "accounts cannot be made with it. If you have an account here, sign in with its "
-        f"password, then connect {provider.label} on the Connections page of your account."
+        "password, then connect %(provider)s on the Connections page of your account.",
+        provider=provider.label,
     )
 
 
@@ -278,9 +301,11 @@ def _needs_password(provider: ProviderConfig, profile: ExternalProfile) -> str:
     # for no account at all, so an unverified claim of someone's address learns nothing.
     if not profile.email_verified or not profile.email:
         return _no_account(provider)
-    return (
-        f"An account with the address {profile.email} already exists here. Sign in with its "
-        f"password, then connect {provider.label} on the Connections page of your account."
+    return gettext(
+        "An account with the address %(address)s already exists here. Sign in with its "
+        "password, then connect %(provider)s on the Connections page of your account.",
+        address=profile.email,
+        provider=provider.label,
     )
 
 
@@ -292,8 +317,11 @@ async def _link(
     if session is None or answer.user_id is None or session.user_id != answer.user_id:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
-            detail=f"Connecting {provider.label} did not work: you are no longer signed in as "
-            "the user who started it. Sign in and try again.",
+            detail=gettext(
+                "Connecting %(provider)s did not work: you are no longer signed in as the "
+                "user who started it. Sign in and try again.",
+                provider=provider.label,
+            ),
         )
     try:
         await bastion.services.federation.link(
@@ -305,8 +333,11 @@ async def _link(
     except IdentityTaken:
         raise HTTPException(
             status.HTTP_400_BAD_REQUEST,
-            detail=f"This {provider.label} account is already connected to another account "
-            f"here, or yours already has a {provider.label} account connected. Nothing changed.",
+            detail=gettext(
+                "This %(provider)s account is already connected to another account here, or "
+                "yours already has a %(provider)s account connected. Nothing changed.",
+                provider=provider.label,
+            ),
         ) from None
     return RedirectResponse(f"{CONNECTIONS}?done=linked", status_code=303)
 
@@ -383,8 +414,10 @@ async def unlink(
             request,
             bastion,
             user.user_id,
-            error="This is the only way left to sign in to your account, so it stays "
-            "connected. Set a password or add a passkey first.",
+            error=gettext(
+                "This is the only way left to sign in to your account, so it stays "
+                "connected. Set a password or add a passkey first."
+            ),
             status_code=400,
         )
     if not removed:

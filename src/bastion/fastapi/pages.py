@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -17,6 +17,9 @@ from bastion.fastapi.errors import throttled_message
 from bastion.fastapi.install import STATIC_DIR, BastionDep
 from bastion.fastapi.recovery import resend_ticket
 from bastion.fastapi.two_step import start_enrolment_session, start_two_step
+from bastion.i18n import lazy
+from bastion.i18n.formatting import format_duration
+from bastion.mfa.pending import PENDING_TTL
 from bastion.mfa.policy import second_factor_required
 from bastion.recovery import EmailNotVerified
 from bastion.redirects import safe_next
@@ -24,21 +27,40 @@ from bastion.users.repository import UserRecord
 
 log = logging.getLogger("bastion.security")
 router = APIRouter(include_in_schema=False)
-GENERIC_FAILURE = "Invalid user name or password."
+GENERIC_FAILURE = lazy("Invalid user name or password.")
 MAX_USERNAME = 150
+
+
+class _Duration:
+    """``seconds`` in words, in the language of the page that shows it."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return format_duration(self.seconds)
+
+
 # The login page's notices, chosen by a fixed key in the query: never text from the URL.
 LOGIN_NOTICES = {
-    "signed-out": "You have been signed out.",
-    "password-reset": "Your password was changed and every session of your account ended. "
-    "Sign in with the new password.",
-    "verify-expired": "That sign-in is no longer valid: it lasts 5 minutes, ends after a few "
-    "wrong codes, and works once. Sign in again.",
+    "signed-out": lazy("You have been signed out."),
+    "password-reset": lazy(
+        "Your password was changed and every session of your account ended. "
+        "Sign in with the new password."
+    ),
+    "verify-expired": lazy(
+        "That sign-in is no longer valid: it lasts %(duration)s, ends after a few wrong "
+        "codes, and works once. Sign in again.",
+        duration=_Duration(PENDING_TTL),
+    ),
 }
-UNVERIFIED = (
+UNVERIFIED = lazy(
     "Your password is right, but the e-mail address of your account is not verified yet. "
     "Follow the link we sent to it, or ask for a new one."
 )
-DASHBOARD_NOTICES = {"verify-sent": "We sent a new verification link to your address."}
+DASHBOARD_NOTICES = {"verify-sent": lazy("We sent a new verification link to your address.")}
 # Browsers and tools ask for /favicon.ico whatever a page links; it is favicon.svg as an icon.
 FAVICON = STATIC_DIR / "favicon.ico"
 
@@ -80,7 +102,7 @@ async def login_submit(
     authenticator = bastion.authenticator
     ip = client_ip(request)
     user_agent = request.headers.get("user-agent")
-    context = {
+    context: dict[str, Any] = {
         "next": safe_next(next) if next else "",
         "username": username[:MAX_USERNAME],
         "resend_ticket": None,
@@ -101,7 +123,7 @@ async def login_submit(
         return bastion.templates.render(
             request,
             "login.html",
-            {**context, "error": throttled_message(limited.retry_after)},
+            {**context, "error": throttled_message(limited.retry_after), "error_fields": ()},
             status_code=429,
             headers={"Retry-After": str(limited.retry_after)},
         )
@@ -135,14 +157,14 @@ async def login_submit(
 
 
 def _unverified(
-    request: Request, bastion: BastionDep, context: dict[str, str | None], user: UserRecord
+    request: Request, bastion: BastionDep, context: dict[str, Any], user: UserRecord
 ) -> Response:
     # Said only now that the password proved right: it tells nobody else anything.
     ticket = resend_ticket(bastion, user)
     return bastion.templates.render(
         request,
         "login.html",
-        {**context, "error": UNVERIFIED, "resend_ticket": ticket},
+        {**context, "error": UNVERIFIED, "error_fields": (), "resend_ticket": ticket},
         status_code=403,
     )
 

@@ -41,6 +41,7 @@ from bastion.fastapi.two_step import (
     finish_two_step,
     pending_token,
 )
+from bastion.i18n import LazyText, gettext, lazy
 from bastion.mfa import methods as amr
 from bastion.mfa.models import PASSKEY_NAME_MAX_LENGTH
 from bastion.mfa.passkeys import (
@@ -60,13 +61,14 @@ log = logging.getLogger("bastion.security")
 router = APIRouter(include_in_schema=False)
 SECURITY_PAGE = "/account/security"
 # One sentence for every refusal: the reason goes to the log, never to the page.
-REFUSED = "That passkey could not be used. Try again, or use another way to sign in."
-NOT_REGISTERED = "The passkey could not be added. Try again."
+# (JSON "detail" texts, shown by passkeys.js; the "error" codes stay as they are.)
+REFUSED = lazy("That passkey could not be used. Try again, or use another way to sign in.")
+NOT_REGISTERED = lazy("The passkey could not be added. Try again.")
 # What the security page says after a form of this module (a fixed key in the query).
 NOTICES = {
-    "passkey-added": "Passkey added.",
-    "passkey-renamed": "Passkey renamed.",
-    "passkey-removed": "Passkey removed. It can no longer sign in to this account.",
+    "passkey-added": lazy("Passkey added."),
+    "passkey-renamed": lazy("Passkey renamed."),
+    "passkey-removed": lazy("Passkey removed. It can no longer sign in to this account."),
 }
 MAX_NEXT = 2048
 
@@ -87,7 +89,10 @@ async def _session_user(
     """A signed-in browser (its session cookie, not a bearer token: the ceremony's
     challenge is bound to the session) that signed in or re-authenticated recently."""
     if user.via != "session":
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="sign in with the browser")
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail=gettext("Sign in with your browser to manage passkeys."),
+        )
     return user
 
 
@@ -127,9 +132,9 @@ def _log_refusal(error: PasskeyRefused) -> None:
     log.info("passkey refused: %s", clean_text(error.reason)[:200])
 
 
-def _refused(error: PasskeyRefused, message: str = REFUSED) -> JSONResponse:
+def _refused(error: PasskeyRefused, message: LazyText = REFUSED) -> JSONResponse:
     _log_refusal(error)
-    return JSONResponse({"error": "passkey_refused", "detail": message}, status_code=400)
+    return JSONResponse({"error": "passkey_refused", "detail": str(message)}, status_code=400)
 
 
 async def _account(bastion: Bastion, user: Principal) -> UserRecord:
@@ -153,7 +158,7 @@ async def registration_options(
         )
     except TooManyPasskeys as error:
         return JSONResponse(
-            {"error": "too_many_passkeys", "detail": str(error).capitalize() + "."},
+            {"error": "too_many_passkeys", "detail": str(error)},
             status_code=400,
         )
     return JSONResponse(options)
@@ -177,7 +182,7 @@ async def register(
         return _refused(error, NOT_REGISTERED)
     except TooManyPasskeys as error:
         return JSONResponse(
-            {"error": "too_many_passkeys", "detail": str(error).capitalize() + "."},
+            {"error": "too_many_passkeys", "detail": str(error)},
             status_code=400,
         )
     # A session that could only set up a second factor (BASTION_MFA) becomes a full one.
@@ -202,7 +207,7 @@ async def rename(
     except UserError:
         return RedirectResponse(SECURITY_PAGE, status_code=303)
     if not renamed:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such passkey.")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=gettext("No such passkey."))
     return RedirectResponse(f"{SECURITY_PAGE}?done=passkey-renamed", status_code=303)
 
 
@@ -212,7 +217,7 @@ async def remove(
 ) -> Response:
     account = await _account(bastion, user)
     if not await bastion.services.passkeys.remove(account, passkey_id, **_who(request)):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No such passkey.")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=gettext("No such passkey."))
     return RedirectResponse(f"{SECURITY_PAGE}?done=passkey-removed", status_code=303)
 
 
@@ -258,7 +263,9 @@ async def sign_in(request: Request, answer: SignInAnswer, bastion: BastionDep) -
             amr=use.methods,
         )
     except EmailNotVerified:
-        return JSONResponse({"error": "email_not_verified", "detail": UNVERIFIED}, status_code=403)
+        return JSONResponse(
+            {"error": "email_not_verified", "detail": str(UNVERIFIED)}, status_code=403
+        )
     bastion.send_session_cookie(request, raw_id, session)
     # A password step this browser left half done is over: it signed in another way.
     token = pending_token(request, bastion)
@@ -298,7 +305,7 @@ async def second_factor(request: Request, answer: SignInAnswer, bastion: Bastion
     except AuthenticationFailed:
         if not await pending_sign_ins.release(token, pending, wrong_code=True):
             return _expired_json(request, bastion)
-        return JSONResponse({"error": "passkey_refused", "detail": REFUSED}, status_code=400)
+        return JSONResponse({"error": "passkey_refused", "detail": str(REFUSED)}, status_code=400)
     except (RateLimited, StoreUnavailable):
         with contextlib.suppress(StoreUnavailable):
             await pending_sign_ins.release(token, pending, wrong_code=False)
@@ -331,7 +338,7 @@ async def reauth(
             user.user_id, check.run, method="passkey", purpose=REAUTH_PURPOSE, **_who(request)
         )
     except AuthenticationFailed:
-        return JSONResponse({"error": "passkey_refused", "detail": REFUSED}, status_code=400)
+        return JSONResponse({"error": "passkey_refused", "detail": str(REFUSED)}, status_code=400)
     return _as_json(await reauthenticated(request, bastion, user, check.methods, answer.next))
 
 
@@ -385,5 +392,5 @@ def _as_json(response: Response) -> JSONResponse:
     middleware) as the script wants it: ``{"redirect": <where>}``."""
     location = response.headers.get("location")
     if location is None:
-        return JSONResponse({"error": "passkey_refused", "detail": REFUSED}, status_code=400)
+        return JSONResponse({"error": "passkey_refused", "detail": str(REFUSED)}, status_code=400)
     return JSONResponse({"redirect": location})

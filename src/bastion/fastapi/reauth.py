@@ -23,7 +23,8 @@ from bastion.exceptions import AuthenticationFailed, RateLimited
 from bastion.fastapi.dependencies import PageUser, Principal, client_ip, principal_from_session
 from bastion.fastapi.errors import throttled_message
 from bastion.fastapi.install import Bastion, BastionDep
-from bastion.fastapi.two_step import AMR_OF, factor_check
+from bastion.fastapi.two_step import AMR_OF, WRONG_CODE, WRONG_RECOVERY_CODE, factor_check
+from bastion.i18n import LazyText, lazy
 from bastion.mfa.methods import PASSWORD
 from bastion.redirects import REAUTH_PATH, login_url, safe_next
 
@@ -31,11 +32,12 @@ router = APIRouter(include_in_schema=False)
 FormText = Annotated[str, Form(max_length=4096)]
 PURPOSE = "re-authentication"
 
-# What the page says, in one place (issue #17 translates them).
+# What the page says, in one place (translated when shown).
 MESSAGES = {
-    "empty": "Enter your password, or a code of your second factor.",
-    "wrong_password": "The password is not correct.",
-    "wrong_code": "That code is not valid. Check the time on your device and try again.",
+    "empty": lazy("Enter your password, or a code of your second factor."),
+    "wrong_password": lazy("The password is not correct."),
+    "wrong_code": WRONG_CODE,
+    "wrong_recovery_code": WRONG_RECOVERY_CODE,
 }
 
 
@@ -76,10 +78,17 @@ async def reauth_submit(
             )
             methods = (AMR_OF[method],)
         else:
-            return await _page(request, bastion, user, next, MESSAGES["empty"])
+            return await _page(
+                request, bastion, user, next, MESSAGES["empty"], fields=("password",)
+            )
     except AuthenticationFailed:
-        error = MESSAGES["wrong_password" if password else "wrong_code"]
-        return await _page(request, bastion, user, next, error)
+        if password:
+            key, field = "wrong_password", "password"
+        elif factor is not None and factor[0] == "totp":
+            key, field = "wrong_code", "code"
+        else:
+            key, field = "wrong_recovery_code", "recovery_code"
+        return await _page(request, bastion, user, next, MESSAGES[key], fields=(field,))
     except RateLimited as limited:
         return await _page(
             request,
@@ -124,18 +133,21 @@ async def _page(
     bastion: Bastion,
     user: Principal,
     next: str,
-    error: str | None = None,
+    error: str | LazyText | None = None,
     status_code: int | None = None,
     headers: dict[str, str] | None = None,
+    *,
+    fields: Sequence[str] = (),
 ) -> Response:
     """The form, offering the user's second factors too; with ``error``, that message
-    above it (400 unless ``status_code``)."""
+    above it (400 unless ``status_code``) and ``fields`` marked invalid."""
     if status_code is None:
         status_code = status.HTTP_400_BAD_REQUEST if error else status.HTTP_200_OK
     factors = await bastion.services.mfa.summary(user.user_id)
     context = {
         "next": safe_next(next),
         "error": error,
+        "error_fields": tuple(fields),
         "totp": factors.totp,
         "passkeys": factors.passkeys > 0,
         "recovery_codes": factors.recovery_codes_left > 0,

@@ -23,6 +23,7 @@ from bastion.fastapi.api import COMMON_RESPONSES, NO_STORE, ErrorDetail, OAuthEr
 from bastion.fastapi.dependencies import PageUser, RecentPageUser, client_ip
 from bastion.fastapi.errors import throttled_message
 from bastion.fastapi.install import Bastion, BastionDep
+from bastion.i18n import LazyText, lazy
 from bastion.recovery import InvalidLink, Recovery
 from bastion.signing import BadSignature, TimestampSigner
 from bastion.users.repository import UserRecord
@@ -35,17 +36,21 @@ NO_REFERRER = {"Referrer-Policy": "no-referrer"}
 # A resend ticket (given after a correct password for an unverified account) lasts this long.
 TICKET_SECONDS = 900
 
-# What the pages say, in one place (issue #17 translates them).
+# What the pages say, in one place (translated when shown).
 MESSAGES = {
-    "email_required": "Enter the e-mail address of your account.",
-    "wrong_password": "The current password is not correct.",
-    "address_taken": (
+    "email_required": lazy("Enter the e-mail address of your account."),
+    "wrong_password": lazy("The current password is not correct."),
+    "address_taken": lazy(
         "This address belongs to another account by now, so it cannot become yours. "
         "Your address has not changed."
     ),
-    "change_sent": "We sent a confirmation link to {address}. Your address changes when you "
-    "follow it; until then you keep the one you have.",
+    "change_sent": lazy(
+        "We sent a confirmation link to %(address)s. Your address changes when you follow "
+        "it; until then you keep the one you have."
+    ),
 }
+# The reset form's fields, by the names the password policy gives them.
+RESET_FIELDS = {"password": "new_password", "password_confirm": "new_password_confirm"}
 
 
 # ---- helpers ---------------------------------------------------------------------------
@@ -75,7 +80,7 @@ def resend_ticket(bastion: Bastion, user: UserRecord) -> str:
 
 
 def _invalid_link(
-    request: Request, bastion: Bastion, kind: str, message: str | None = None
+    request: Request, bastion: Bastion, kind: str, message: LazyText | None = None
 ) -> Response:
     return bastion.templates.render(
         request,
@@ -100,7 +105,7 @@ async def forgot_submit(request: Request, bastion: BastionDep, email: FormText =
         return bastion.templates.render(
             request,
             "password_forgot.html",
-            {"error": MESSAGES["email_required"], "sent": False},
+            {"error": MESSAGES["email_required"], "error_fields": ("email",), "sent": False},
             status_code=status.HTTP_400_BAD_REQUEST,
         )
     recovery = recovery_of(bastion)
@@ -110,7 +115,7 @@ async def forgot_submit(request: Request, bastion: BastionDep, email: FormText =
         return bastion.templates.render(
             request,
             "password_forgot.html",
-            {"error": throttled_message(limited.retry_after), "sent": False},
+            {"error": throttled_message(limited.retry_after), "error_fields": (), "sent": False},
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
             headers={"Retry-After": str(limited.retry_after)},
         )
@@ -138,12 +143,24 @@ async def _held_token(request: Request, bastion: Bastion) -> str | None:
 
 
 def _reset_form(
-    request: Request, bastion: Bastion, user: UserRecord, action: str, error: str | None = None
+    request: Request,
+    bastion: Bastion,
+    user: UserRecord,
+    action: str,
+    error: UserError | None = None,
 ) -> Response:
+    """The new-password form; with ``error`` (the policy's), its message above the form
+    and the fields it is about marked invalid."""
+    fields = sorted(RESET_FIELDS[f] for f in error.fields if f in RESET_FIELDS) if error else []
     return bastion.templates.render(
         request,
         "password_reset.html",
-        {"username": user.username, "action": action, "error": error},
+        {
+            "username": user.username,
+            "action": action,
+            "error": str(error) if error else None,
+            "error_fields": fields or (["new_password"] if error else []),
+        },
         status_code=status.HTTP_400_BAD_REQUEST if error else status.HTTP_200_OK,
         headers=NO_REFERRER,
     )
@@ -205,7 +222,7 @@ async def _reset(
     except InvalidLink:
         return _invalid_link(request, bastion, "reset")
     except UserError as error:
-        return _reset_form(request, bastion, user, action, str(error).capitalize() + ".")
+        return _reset_form(request, bastion, user, action, error)
     state = session_state(request.scope)
     if held and state.csrf_secret:
         await recovery.release(state.csrf_secret)
@@ -263,8 +280,9 @@ def _email_form(
     request: Request,
     bastion: Bastion,
     *,
-    error: str | None = None,
-    notice: str | None = None,
+    error: str | LazyText | None = None,
+    error_fields: tuple[str, ...] = (),
+    notice: str | LazyText | None = None,
     email: str = "",
     status_code: int | None = None,
     headers: dict[str, str] | None = None,
@@ -273,7 +291,7 @@ def _email_form(
     return bastion.templates.render(
         request,
         "account_email.html",
-        {"error": error, "notice": notice, "email": email},
+        {"error": error, "error_fields": error_fields, "notice": notice, "email": email},
         status_code=code,
         headers=headers,
     )
@@ -300,7 +318,9 @@ async def email_change(
     try:
         recovery.check_new_address(record, email)
     except UserError as error:
-        return _email_form(request, bastion, error=str(error).capitalize() + ".", email=typed)
+        return _email_form(
+            request, bastion, error=str(error), error_fields=tuple(error.fields), email=typed
+        )
     try:
         await bastion.authenticator.confirm_password(
             user.user_id, current_password, purpose="e-mail change", **_who(request)
@@ -309,7 +329,13 @@ async def email_change(
             record, email, base_url=link_base(bastion, request), **_who(request)
         )
     except AuthenticationFailed:
-        return _email_form(request, bastion, error=MESSAGES["wrong_password"], email=typed)
+        return _email_form(
+            request,
+            bastion,
+            error=MESSAGES["wrong_password"],
+            error_fields=("current_password",),
+            email=typed,
+        )
     except RateLimited as limited:
         return _email_form(
             request,
@@ -320,7 +346,9 @@ async def email_change(
             headers={"Retry-After": str(limited.retry_after)},
         )
     except UserError as error:
-        return _email_form(request, bastion, error=str(error).capitalize() + ".", email=typed)
+        return _email_form(
+            request, bastion, error=str(error), error_fields=tuple(error.fields), email=typed
+        )
     return _email_form(request, bastion, notice=MESSAGES["change_sent"].format(address=address))
 
 

@@ -39,6 +39,7 @@ from bastion.exceptions import AuthenticationFailed, RateLimited, StoreUnavailab
 from bastion.fastapi.dependencies import ENROLMENT_PAGE, client_ip
 from bastion.fastapi.errors import throttled_message
 from bastion.fastapi.install import Bastion, BastionDep
+from bastion.i18n import LazyText, lazy
 from bastion.mfa import methods as amr_methods
 from bastion.mfa.pending import PENDING_TTL, PendingSignIn
 from bastion.recovery import EmailNotVerified
@@ -50,8 +51,9 @@ VERIFY_PATH = "/login/verify"
 PENDING_COOKIE = "bastion_mfa"
 # Sent back to sign in, with this fixed notice key (bastion.fastapi.pages.LOGIN_NOTICES).
 EXPIRED = "/login?done=verify-expired"
-WRONG_CODE = "That code is not valid. Check the time on your device and try again."
-NO_CODE = "Enter the code from your authenticator app, or one of your recovery codes."
+WRONG_CODE = lazy("That code is not valid. Check the time on your device and try again.")
+WRONG_RECOVERY_CODE = lazy("That recovery code is not valid, or it was used already.")
+NO_CODE = lazy("Enter the code from your authenticator app, or one of your recovery codes.")
 MAX_CODE = 64
 # How a session started by the second step names its sign-in to the hooks and the audit.
 SIGN_IN_METHOD: dict[FactorMethod, str] = {
@@ -113,13 +115,17 @@ async def _verify_page(
     bastion: Bastion,
     pending: PendingSignIn,
     *,
-    error: str | None = None,
+    error: str | LazyText | None = None,
+    error_fields: Sequence[str] = (),
     status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
+    """The second step's page; with ``error``, that message above the forms and
+    ``error_fields`` (``code``, ``recovery_code``) marked invalid."""
     summary = await bastion.services.mfa.summary(pending.user_id)
     context = {
         "error": error,
+        "error_fields": tuple(error_fields),
         "totp": summary.totp,
         "recovery_codes": summary.recovery_codes_left > 0,
         "passkeys": summary.passkeys > 0,
@@ -185,7 +191,9 @@ async def verify_submit(
     offered = factor_check(bastion, request, code, recovery_code)
     if offered is None:
         await pending_sign_ins.release(token, pending, wrong_code=False)
-        return await _verify_page(request, bastion, pending, error=NO_CODE, status_code=400)
+        return await _verify_page(
+            request, bastion, pending, error=NO_CODE, error_fields=("code",), status_code=400
+        )
     method, check = offered
     try:
         user = await bastion.authenticator.check_second_factor(
@@ -199,7 +207,18 @@ async def verify_submit(
     except AuthenticationFailed:
         if not await pending_sign_ins.release(token, pending, wrong_code=True):
             return _expired(request, bastion)
-        return await _verify_page(request, bastion, pending, error=WRONG_CODE, status_code=400)
+        if method == "totp":
+            return await _verify_page(
+                request, bastion, pending, error=WRONG_CODE, error_fields=("code",), status_code=400
+            )
+        return await _verify_page(
+            request,
+            bastion,
+            pending,
+            error=WRONG_RECOVERY_CODE,
+            error_fields=("recovery_code",),
+            status_code=400,
+        )
     except RateLimited as limited:
         await pending_sign_ins.release(token, pending, wrong_code=False)
         return await _verify_page(

@@ -51,6 +51,7 @@ from webauthn.helpers.structs import (
 
 from bastion.audit import AuditTrail
 from bastion.exceptions import BastionError, StoreUnavailable, UserError
+from bastion.i18n import lazy, lazy_plural
 from bastion.mfa import methods
 from bastion.mfa.models import PASSKEY_NAME_MAX_LENGTH
 from bastion.mfa.passkey_repository import (
@@ -88,7 +89,13 @@ class ClonedPasskey(PasskeyRefused):
 
 class TooManyPasskeys(UserError):
     def __init__(self) -> None:
-        super().__init__(f"an account can have at most {MAX_PASSKEYS} passkeys")
+        super().__init__(
+            lazy_plural(
+                "An account can have at most %(num)d passkey.",
+                "An account can have at most %(num)d passkeys.",
+                MAX_PASSKEYS,
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +217,7 @@ class Passkeys:
         (after cleaning) is a :class:`UserError`."""
         cleaned = clean_passkey_name(name)
         if not cleaned:
-            raise UserError("give the passkey a name")
+            raise UserError(lazy("Give the passkey a name."), fields=("name",))
         renamed = await self.repository.rename(user.id, passkey_id, cleaned)
         if renamed:
             await self._record(

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bastion.clock import Clock, system_clock, to_datetime
 from bastion.exceptions import UserError
 from bastion.mfa.models import Passkey, RecoveryCode, TOTPFactor
-from bastion.users.repository import guarded
+from bastion.users.repository import UNKNOWN_USER, guarded
 
 __all__ = ["RecoveryCodeStatus", "SecondFactorRepository", "TOTPRecord"]
 
@@ -107,7 +107,7 @@ class SecondFactorRepository:
                 # the foreign key (no such user): look which.
                 existing = await self.get_totp(user_id)
                 if existing is None:
-                    raise UserError("user not found") from None
+                    raise UserError(UNKNOWN_USER) from None
                 if existing.confirmed:
                     return False
         return False
@@ -197,7 +197,7 @@ class SecondFactorRepository:
                 ],
             )
         except sa_exc.IntegrityError:
-            raise UserError("user not found") from None
+            raise UserError(UNKNOWN_USER) from None
 
     async def use_recovery_code(self, user_id: int, code_hashes: Sequence[str]) -> bool:
         """Spend the unused code stored under one of ``code_hashes`` (its forms under the

@@ -17,6 +17,7 @@ from typing import Any
 from bastion.accounts import Accounts
 from bastion.clock import Clock, system_clock
 from bastion.exceptions import BastionError, UserError
+from bastion.i18n import lazy
 from bastion.mfa import recovery_codes, totp
 from bastion.mfa.repository import SecondFactorRepository
 from bastion.mfa.secretbox import SecretBox, SecretBoxError
@@ -38,12 +39,14 @@ class InvalidCode(BastionError):
     """The code given is not a valid code (wrong, expired, already used)."""
 
     def __init__(self) -> None:
-        super().__init__("that code is not valid; check the time on your device and try again")
+        super().__init__(
+            lazy("That code is not valid. Check the time on your device and try again.")
+        )
 
 
 class TOTPAlreadyEnabled(UserError):
     def __init__(self) -> None:
-        super().__init__("an authenticator app is already set up; turn it off first")
+        super().__init__(lazy("An authenticator app is already set up. Turn it off first."))
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from bastion.confusables import has_invisible, mixes_scripts, skeleton_digest
 from bastion.db import metadata
 from bastion.exceptions import UserError
+from bastion.i18n import lazy
 
 USERNAME_MAX_LENGTH = 150
 EMAIL_MAX_LENGTH = 254  # RFC 5321 path limit
@@ -167,6 +168,16 @@ def _has_control(text: str) -> bool:
     return any(unicodedata.category(ch).startswith("C") for ch in text)
 
 
+# Messages fit to show the user (whole sentences, translated when shown).
+USERNAME_EMPTY = lazy("The user name is empty.")
+USERNAME_TOO_LONG = lazy(
+    "The user name is longer than %(max)d characters.", max=USERNAME_MAX_LENGTH
+)
+USERNAME_INVISIBLE = lazy("The user name contains invisible or control characters.")
+ROLE_NAME_EMPTY = lazy("The role name is empty.")
+ROLE_NAME_TOO_LONG = lazy("The role name is longer than %(max)d characters.", max=ROLE_MAX_LENGTH)
+
+
 def _has_space(text: str) -> bool:
     return any(ch.isspace() or unicodedata.category(ch).startswith("Z") for ch in text)
 
@@ -178,19 +189,19 @@ def normalize_username(name: str) -> str:
     """
     display = name.strip()
     if not display:
-        raise UserError("user name is empty")
+        raise UserError(USERNAME_EMPTY, fields=("username",))
     if len(display) > USERNAME_MAX_LENGTH:
-        raise UserError(f"user name is longer than {USERNAME_MAX_LENGTH} characters")
+        raise UserError(USERNAME_TOO_LONG, fields=("username",))
     if _has_control(display):
-        raise UserError("user name contains invisible or control characters")
+        raise UserError(USERNAME_INVISIBLE, fields=("username",))
     key = fold(display)
     # Checked after folding too: NFKC turns e.g. U+3000 into an ordinary space.
     if _has_space(key):
-        raise UserError("user name must not contain spaces")
+        raise UserError(lazy("The user name must not contain spaces."), fields=("username",))
     if _has_control(key):
-        raise UserError("user name contains invisible or control characters")
+        raise UserError(USERNAME_INVISIBLE, fields=("username",))
     if len(key) > USERNAME_MAX_LENGTH:
-        raise UserError(f"user name is longer than {USERNAME_MAX_LENGTH} characters")
+        raise UserError(USERNAME_TOO_LONG, fields=("username",))
     return key
 
 
@@ -210,9 +221,12 @@ def check_new_username(name: str) -> str:
     """
     key = normalize_username(name)
     if has_invisible(name) or has_invisible(key):
-        raise UserError("user name contains invisible or control characters")
+        raise UserError(USERNAME_INVISIBLE, fields=("username",))
     if mixes_scripts(key):
-        raise UserError("user name mixes letters of different scripts (alphabets)")
+        raise UserError(
+            lazy("The user name mixes letters of different scripts (alphabets)."),
+            fields=("username",),
+        )
     return key
 
 
@@ -223,15 +237,20 @@ def normalize_email(email: str) -> str:
     """
     text = email.strip()
     if not text:
-        raise UserError("e-mail address is empty")
+        raise UserError(lazy("The e-mail address is empty."), fields=("email",))
     if _has_control(text):
-        raise UserError("e-mail address contains invisible or control characters")
+        raise UserError(
+            lazy("The e-mail address contains invisible or control characters."), fields=("email",)
+        )
     key = unicodedata.normalize("NFKC", text).lower()
     local, at, domain = key.rpartition("@")
     if not at or not local or not domain or _has_space(key):
-        raise UserError("e-mail address is not valid")
+        raise UserError(lazy("The e-mail address is not valid."), fields=("email",))
     if len(key) > EMAIL_MAX_LENGTH or len(text) > EMAIL_MAX_LENGTH:
-        raise UserError(f"e-mail address is longer than {EMAIL_MAX_LENGTH} characters")
+        raise UserError(
+            lazy("The e-mail address is longer than %(max)d characters.", max=EMAIL_MAX_LENGTH),
+            fields=("email",),
+        )
     return key
 
 
@@ -239,11 +258,11 @@ def normalize_role(name: str) -> str:
     """A role name, stripped; roles compare exactly (``admin`` is not ``Admin``)."""
     role = name.strip()
     if not role:
-        raise UserError("role name is empty")
+        raise UserError(ROLE_NAME_EMPTY)
     if len(role) > ROLE_MAX_LENGTH:
-        raise UserError(f"role name is longer than {ROLE_MAX_LENGTH} characters")
+        raise UserError(ROLE_NAME_TOO_LONG)
     if _has_control(role) or _has_space(role):
-        raise UserError("role name must not contain spaces or control characters")
+        raise UserError(lazy("The role name must not contain spaces or control characters."))
     return role
 
 

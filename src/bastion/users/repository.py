@@ -35,6 +35,7 @@ from sqlalchemy.orm import selectinload
 
 from bastion.clock import Clock, system_clock, to_datetime
 from bastion.exceptions import StoreUnavailable, UserError
+from bastion.i18n import lazy
 from bastion.text import clean_optional, clean_text
 from bastion.users.models import (
     AUDIT_USERNAME_MAX_LENGTH,
@@ -76,9 +77,12 @@ except ImportError:  # pragma: no cover - asyncpg is a dependency, but SQLite ne
 
 _H = TypeVar("_H")  # what a guarded context yields: an ORM session or a Core connection
 
-DUPLICATE_USER = "user already exists"
-EMAIL_TAKEN = "this e-mail address belongs to another account"
-UNKNOWN_USER = "user not found"
+# Refusals fit to show the user (whole sentences, translated when shown).
+DUPLICATE_USER = lazy("An account with this user name or e-mail address already exists.")
+EMAIL_TAKEN = lazy("This e-mail address belongs to another account.")
+UNKNOWN_USER = lazy("The user was not found.")
+# A duplicate is the name or the address (the unique indexes do not say which).
+DUPLICATE_FIELDS = ("username", "email")
 # Values per IN (...) list: far below SQLite's and asyncpg's limits on bound parameters.
 _IN_CHUNK = 500
 # How long a batch insert may take, on top of the repository's timeout: generous, since a
@@ -324,7 +328,7 @@ class UserRepository:
         Names that fold to the same key (case, compatibility forms) or share a UTS #39
         skeleton ("admin" spelled with a Cyrillic a, next to "admin") are the same name. New
         names must also pass :func:`check_new_username` (one script, nothing invisible).
-        A blank ``email`` is stored as none. Raises ``UserError("user already exists")``
+        A blank ``email`` is stored as none. Raises ``UserError(DUPLICATE_USER)``
         for every kind of duplicate, even when a concurrent call wins the race (the unique
         indexes decide).
         """
@@ -336,7 +340,7 @@ class UserRepository:
             try:
                 await session.flush()
             except sa_exc.IntegrityError:
-                raise UserError(DUPLICATE_USER) from None
+                raise UserError(DUPLICATE_USER, fields=DUPLICATE_FIELDS) from None
             await self._link_roles(session, user.id, set(account.roles))
             return _user_record(user, account.roles)
 
@@ -347,7 +351,7 @@ class UserRepository:
         For imports: a few statements for the whole batch, not a round trip per user. Their
         roles must be defined (:class:`UnknownRole` otherwise). A name or address that is
         taken, in the batch or by an existing account (also one created meanwhile), is
-        ``UserError("user already exists")``.
+        ``UserError(DUPLICATE_USER)``.
         """
         if not accounts:
             return 0
@@ -369,7 +373,7 @@ class UserRepository:
                     [_user_columns(account, now) for account in accounts],
                 )
             except sa_exc.IntegrityError:
-                raise UserError(DUPLICATE_USER) from None
+                raise UserError(DUPLICATE_USER, fields=DUPLICATE_FIELDS) from None
             ids = {row.username_key: row.id for row in inserted}
             links = [
                 {"user_id": ids[account.username_key], "role_id": role_ids[role]}
@@ -501,7 +505,7 @@ class UserRepository:
             async with self._connection() as connection:
                 return _rowcount(await connection.execute(statement)) == 1
         except sa_exc.IntegrityError:
-            raise UserError(EMAIL_TAKEN) from None
+            raise UserError(EMAIL_TAKEN, fields=("email",)) from None
 
     async def delete_user(self, user_id: int) -> None:
         """Delete a user; the database drops their role links and unlinks their audit rows.
@@ -590,7 +594,7 @@ class UserRepository:
             async with self._connection() as connection:
                 await connection.execute(insert(Role).values(values))
         except sa_exc.IntegrityError:
-            raise UserError(f"role {name!r} already exists") from None
+            raise UserError(lazy("The role '%(name)s' already exists.", name=name)) from None
         return RoleRecord(name, text, 0)
 
     async def role_holders(self, name: str) -> list[int]:
