@@ -10,8 +10,16 @@
 //         data-verify="/account/passkeys" hidden>  adds a passkey, named by its "name" field.
 // Each shows what went wrong in the element its data-status names (role="alert").
 // Elements stay hidden in browsers without WebAuthn.
+//
+// The script has no text of its own: what it says comes from the page, in the page's
+// language, as data-msg-* attributes of its <script> element (passkey_macros.html):
+// data-msg-failed, data-msg-cancelled, data-msg-exists, data-msg-unsupported. The server's
+// refusals arrive translated in the JSON "detail".
 (() => {
   "use strict";
+  const script = document.currentScript;
+  const messages = script ? script.dataset : {};
+  const say = (name) => messages["msg" + name] || messages.msgFailed || "";
   // A little under the server's five minutes, so a waiting autofill never holds a
   // challenge that expired.
   const CONDITIONAL_RENEW_MS = 270000;
@@ -104,20 +112,16 @@
     }
     if (!response.ok) {
       const detail = typeof answer.detail === "string" ? answer.detail : "";
-      throw new Refusal(detail || "Something went wrong. Try again.", answer.redirect);
+      throw new Refusal(detail || say("Failed"), answer.redirect);
     }
     return answer;
   }
 
   function explain(error) {
     if (error instanceof Refusal) return error.message;
-    if (error && error.name === "NotAllowedError") {
-      return "The passkey request was cancelled or timed out.";
-    }
-    if (error && error.name === "InvalidStateError") {
-      return "This device already holds a passkey of this account.";
-    }
-    return "Passkeys did not work in this browser. Try again, or use another way.";
+    if (error && error.name === "NotAllowedError") return say("Cancelled");
+    if (error && error.name === "InvalidStateError") return say("Exists");
+    return say("Unsupported");
   }
 
   function statusOf(element) {
