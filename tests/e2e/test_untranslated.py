@@ -402,3 +402,13 @@ def test_the_text_reader_sees_what_a_person_sees() -> None:
     text = visible_text(html)
     assert english_words(text) == ["Sign", "in", "world", "Help", "me", "Send", "picture"]
     assert english_words("用户 alice 的 GitHub 账户 alice@example.com", ["alice"]) == []
+
+
+async def test_the_api_docs_page_title_is_in_chinese(chinese_client: httpx.AsyncClient) -> None:
+    """/docs is Swagger UI, whose interface is English (the page says so with lang="en");
+    its title, Bastion's own, is Chinese."""
+    response = await chinese_client.get("/docs")
+    assert response.status_code == 200
+    title = re.search(r'<title lang="zh-CN">([^<]+)</title>', response.text)
+    assert title is not None, "the /docs title is not marked as Chinese"
+    assert english_words(title.group(1)) == []
