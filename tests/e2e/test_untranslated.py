@@ -66,6 +66,18 @@ WORD = re.compile(r"(?<![0-9A-Za-z])[A-Za-z][A-Za-z'’-]*[A-Za-z]")
 ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 LINK = re.compile(r"https?://\S+")
 SHOWN_ATTRIBUTES = ("title", "aria-label", "placeholder", "alt", "aria-description")
+
+
+def shown(attribute: str) -> bool:
+    """Attributes a person sees or hears: the usual ones, a table cell's ``data-label``
+    (its column's name on a narrow screen) and passkeys.js's ``data-msg-*`` messages."""
+    return (
+        attribute in SHOWN_ATTRIBUTES
+        or attribute == "data-label"
+        or attribute.startswith("data-msg-")
+    )
+
+
 SKIPPED_ELEMENTS = {"script", "style", "code", "kbd", "samp", "template"}
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
         "track", "wbr"}  # fmt: skip
@@ -86,13 +98,13 @@ class VisibleText(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {name: value or "" for name, value in attrs}
         english = values.get("lang", "").lower().startswith("en")
-        skip = self._skipping() or tag in SKIPPED_ELEMENTS or english
-        if not skip:
-            self.parts.extend(values[name] for name in SHOWN_ATTRIBUTES if name in values)
+        outside = self._skipping() or english
+        if not outside:
+            self.parts.extend(value for name, value in values.items() if shown(name))
             if tag == "input" and values.get("type") in ("submit", "button", "reset"):
                 self.parts.append(values.get("value", ""))
         if tag not in VOID:
-            self._stack.append(skip)
+            self._stack.append(outside or tag in SKIPPED_ELEMENTS)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
@@ -397,10 +409,13 @@ def test_the_text_reader_sees_what_a_person_sees() -> None:
         '<script>var english = "words";</script><p>你好 <b>world</b></p>'
         '<a title="Help me" href="/x">帮助</a><input type="submit" value="Send">'
         '<input type="hidden" name="csrf" value="token"><span lang="en">English</span>'
-        '<code>abcd-efgh</code><img alt="A picture"></body></html>'
+        '<code>abcd-efgh</code><img alt="A picture"><td data-label="Device">设备</td>'
+        '<script src="/x.js" data-msg-failed="It failed"></script></body></html>'
     )
     text = visible_text(html)
-    assert english_words(text) == ["Sign", "in", "world", "Help", "me", "Send", "picture"]
+    assert english_words(text) == [
+        *("Sign", "in", "world", "Help", "me", "Send", "picture", "Device", "It", "failed")
+    ]
     assert english_words("用户 alice 的 GitHub 账户 alice@example.com", ["alice"]) == []
 
 
