@@ -290,3 +290,30 @@ def test_browser_without_the_level_3_json_helpers_registers_and_signs_in(
         expect(page.get_by_role("heading", name="Welcome alice")).to_be_visible()
     finally:
         device.context.close()
+
+
+def test_passkey_messages_are_in_the_pages_language(device: Device) -> None:
+    """passkeys.js has no words of its own: in Chinese, the server's refusal (the JSON
+    detail) and the browser's own error (its messages from the page) are both Chinese."""
+    page = device.page
+    enrolled(device)
+    page.goto(f"{device.url}/login?lang=zh-CN")
+    page.get_by_role("button", name="使用通行密钥登录").click()
+    page.wait_for_url(f"{device.url}/dashboard")
+
+    # The device already holds this account's passkey: the browser refuses to add another
+    # (InvalidStateError), and the script says so with the page's words.
+    page.goto(f"{device.url}/account/security")
+    page.locator('form[data-passkey="create"] button[type="submit"]').click()
+    expect(page.locator("#passkey-add-status")).to_have_text("此设备上已有该账户的通行密钥。")
+
+    # A copy of the key (its counter behind) is refused by the server, in Chinese.
+    page.get_by_role("button", name="退出登录", exact=True).click()
+    page.wait_for_url(f"{device.url}/login?done=signed-out")
+    (original,) = device.credentials()
+    device.replace_authenticator({**original, "signCount": 0})
+    page.get_by_role("button", name="使用通行密钥登录").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "无法使用该通行密钥。请重试，或改用其他方式登录。"
+    )
+    assert page.url == f"{device.url}/login?done=signed-out"

@@ -97,7 +97,10 @@ def test_a_sensitive_page_returns_with_its_query_after_reauth(
     assert "/reauth?next=" in page.url
     page.get_by_label("Password", exact=True).fill("not the password")
     page.get_by_role("button", name="Confirm with password").click()
-    expect(page.get_by_role("alert")).to_have_text("The password is not correct.")
+    # The error summary (read first, focused): a hidden "Error:" before the message.
+    expect(page.get_by_role("alert")).to_have_text("Error: The password is not correct.")
+    expect(page.locator("#form-error")).to_be_focused()
+    expect(page.get_by_label("Password")).to_have_attribute("aria-invalid", "true")
     confirm_with_password(page)
     page.wait_for_url(f"{server.url}/admin/users?q=ali")
     expect(page.get_by_role("searchbox", name="Search users")).to_have_value("ali")

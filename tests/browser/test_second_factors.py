@@ -21,7 +21,7 @@ from tests.browser.test_passkeys import (
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.browser
-WRONG_CODE = "That code is not valid. Check the time on your device and try again."
+USED_RECOVERY_CODE = "Error: That recovery code is not valid, or it was used already."
 
 
 def test_totp_recovery_codes_and_passkeys_from_enrolment_to_sign_in(
@@ -74,7 +74,8 @@ def test_totp_recovery_codes_and_passkeys_from_enrolment_to_sign_in(
         sign_in_with_password(device)
         page.wait_for_url(f"{url}/login/verify")
         use_recovery_code(page, codes[0])
-        expect(page.get_by_role("alert")).to_have_text(WRONG_CODE)
+        expect(page.get_by_role("alert")).to_have_text(USED_RECOVERY_CODE)
+        expect(page.get_by_label("Recovery code")).to_have_attribute("aria-invalid", "true")
         assert page.url == f"{url}/login/verify"
         use_recovery_code(page, codes[1])
         page.wait_for_url(f"{url}/dashboard")
