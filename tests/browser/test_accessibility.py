@@ -288,6 +288,11 @@ class BrowserRunner:
             self.findings.append(f"{where}: status {self.status}, not {step.status}")
         if step.has is not None and page.locator(f"#{step.has}").count() == 0:
             self.findings.append(f"{where}: no #{step.has}")
+        # WCAG 3.1.1: the page says which language it is in (axe checks only that the tag
+        # is valid).
+        lang = page.locator("html").get_attribute("lang")
+        if lang != self.language:
+            self.findings.append(f"{where}: <html lang={lang!r}>, not {self.language!r}")
         self.findings += describe(run_axe(page, self.axe), where)
         page.emulate_media(color_scheme="dark")
         self.findings += describe(run_axe(page, self.axe, COLOUR_RULES), where + " dark")
