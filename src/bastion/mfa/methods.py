@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from bastion.i18n import lazy
+
 PASSWORD = "pwd"  # noqa: S105 - a method name
 OTP = "otp"  # a TOTP code
 # Not in RFC 8176's registry (which it allows): "otp" is for RFC 4226/6238 codes, and an
@@ -16,12 +18,13 @@ MULTI_FACTOR = "mfa"
 # Connect, GitHub), whose own methods are unknown unless it says and is trusted to.
 FEDERATED = "fed"
 
+# How pages name them, in the reader's language.
 _LABELS = {
-    PASSWORD: "password",
-    OTP: "authenticator code",
-    RECOVERY_CODE: "recovery code",
-    PASSKEY: "passkey",
-    FEDERATED: "external provider",
+    PASSWORD: lazy("password"),
+    OTP: lazy("authenticator code"),
+    RECOVERY_CODE: lazy("recovery code"),
+    PASSKEY: lazy("passkey"),
+    FEDERATED: lazy("external provider"),
 }
 
 
@@ -35,5 +38,6 @@ def with_mfa(methods: Iterable[str]) -> tuple[str, ...]:
 
 
 def describe_methods(methods: Iterable[str]) -> str:
-    """``("pwd", "otp", "mfa")`` as "password + authenticator code"; "" for none."""
-    return " + ".join(_LABELS[m] for m in dict.fromkeys(methods) if m in _LABELS)
+    """``("pwd", "otp", "mfa")`` as "password + authenticator code" (in the current
+    language); "" for none."""
+    return " + ".join(str(_LABELS[m]) for m in dict.fromkeys(methods) if m in _LABELS)
