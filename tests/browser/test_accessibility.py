@@ -19,7 +19,8 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from tests.page_inventory import (
     DEAD,
     LANGUAGES,
     PASSWORD,
+    SCENARIO_SETTINGS,
     SCENARIOS,
     AddPasskey,
     Check,
@@ -129,12 +131,23 @@ def create_users(live: LiveServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    data = tmp_path_factory.mktemp("a11y") / "data"
-    data.mkdir()
-    with live_server(data, site_environment()) as live:
-        create_users(live)
-        yield Site(live, data / "outbox")
+def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Site]]:
+    """The site of a scenario, started when first needed: one ``bastion serve`` for the
+    inventory's settings, another for each scenario that needs other settings."""
+    started: dict[str, Site] = {}
+    with ExitStack() as stack:
+
+        def site_for(scenario: str) -> Site:
+            key = scenario if scenario in SCENARIO_SETTINGS else ""
+            if key not in started:
+                data = tmp_path_factory.mktemp("a11y") / "data"
+                data.mkdir()
+                live = stack.enter_context(live_server(data, site_environment(key or None)))
+                create_users(live)
+                started[key] = Site(live, data / "outbox")
+            return started[key]
+
+        yield site_for
 
 
 @pytest.fixture(scope="module")
@@ -309,8 +322,13 @@ class BrowserRunner:
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_every_page_passes_axe_and_fits_320_px(
-    scenario: str, language: str, site: Site, module_browser: Browser, axe_script: str
+    scenario: str,
+    language: str,
+    sites: Callable[[str], Site],
+    module_browser: Browser,
+    axe_script: str,
 ) -> None:
+    site = sites(scenario)
     context = new_context(module_browser, language)
     try:
         # localhost, not 127.0.0.1: passkeys need a domain for their relying party.

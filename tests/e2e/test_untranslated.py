@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,7 +32,6 @@ from tests.page_inventory import (
     PASSWORD,
     PROVIDER_SETTINGS,
     SCENARIOS,
-    SITE_SETTINGS,
     AddPasskey,
     Check,
     Goto,
@@ -42,6 +42,7 @@ from tests.page_inventory import (
     mail_link,
     passkey_name,
     read_outbox,
+    site_settings,
 )
 from tests.soft_authenticator import SoftAuthenticator
 
@@ -300,12 +301,20 @@ class Inventory:
 
 @pytest_asyncio.fixture
 async def inventory(
-    site_factory: SiteFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    site_factory: SiteFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> Inventory:
+    """The inventory's site (for a scenario parameter, the settings that scenario needs),
+    with its users."""
     for name, value in PROVIDER_SETTINGS.items():
         monkeypatch.setenv(name, value)
+    callspec = getattr(request.node, "callspec", None)
+    scenario = callspec.params.get("scenario") if callspec is not None else None
     data = tmp_path / "data"
-    settings = Settings(env="test", data_dir=data, session_store="memory", **SITE_SETTINGS)  # type: ignore[arg-type]
+    fields: dict[str, Any] = site_settings(scenario)
+    settings = Settings(env="test", data_dir=data, session_store="memory", **fields)
     site = await site_factory(settings)
     for user in ALL_USERS:
         await site.create_user(user.name, PASSWORD, roles=("admin",) if user.admin else ())
@@ -322,7 +331,9 @@ async def chinese_client(inventory: Inventory) -> AsyncIterator[httpx.AsyncClien
 def user_words() -> set[str]:
     """What the test itself typed: user names, passkey names."""
     typed = {
-        f"{stem}_{s}" for stem in ("nobody", "ghost", "newbie", "x", "made") for s in ("en", "zh")
+        f"{stem}_{s}"
+        for stem in ("nobody", "ghost", "newbie", "newcomer", "x", "made")
+        for s in ("en", "zh")
     }
     for language in LANGUAGES:
         typed |= {passkey_name(language), passkey_name(language) + "-2"}
