@@ -53,6 +53,24 @@ async def signed_in_admin(site: Site, client: httpx.AsyncClient) -> int:
     return root_id
 
 
+def title_of(html: str) -> str:
+    match = re.search(r"<title>(.*?)</title>", html, re.S)
+    assert match is not None
+    return match.group(1)
+
+
+def field_tag(html: str, name: str) -> str:
+    """The ``<input>`` tag of the field with id ``name``."""
+    match = re.search(rf'<input id="{re.escape(name)}"[^>]*>', html)
+    assert match is not None, name
+    return match.group(0)
+
+
+def invalid_fields(html: str) -> set[str]:
+    """The ids of the inputs marked ``aria-invalid="true"``."""
+    return set(re.findall(r'<input id="([^"]+)"[^>]*aria-invalid="true"', html))
+
+
 def checkboxes(html: str) -> dict[str, bool]:
     """The role checkboxes of a page: name -> ticked."""
     found = re.findall(
@@ -123,35 +141,47 @@ async def test_a_user_created_without_a_password_cannot_sign_in_until_an_admin_s
 
 
 @pytest.mark.parametrize(
-    ("form", "message"),
+    ("form", "message", "field"),
     [
-        pytest.param({"username": "alice"}, "User already exists.", id="taken"),
-        pytest.param({"username": "has space"}, "must not contain spaces", id="bad-name"),
-        pytest.param({"username": "carol", "email": "nope"}, "not valid", id="bad-email"),
+        pytest.param(
+            {"username": "alice"},
+            "An account with this user name or e-mail address already exists.",
+            "username email",  # the unique indexes do not say which
+            id="taken",
+        ),
+        pytest.param(
+            {"username": "has space"}, "must not contain spaces", "username", id="bad-name"
+        ),
+        pytest.param({"username": "carol", "email": "nope"}, "not valid", "email", id="bad-email"),
         pytest.param(
             {"username": "carol", "roles": ["staff", "ghost"]},
-            "Role &#39;ghost&#39; is not defined; define it first with: bastion roles create ghost",
+            "The role &#39;ghost&#39; is not defined. Define it first with: "
+            "bastion roles create ghost",
+            "roles",
             id="undefined-role",
         ),
         pytest.param(
             {"username": "carol", "password": NEW_PASSWORD, "password_confirm": "other"},
             "do not match",
+            "password_confirm",
             id="passwords-differ",
         ),
         pytest.param(
             {"username": "carol", "password": "short", "password_confirm": "short"},
             "at least",
+            "password",
             id="too-short",
         ),
         pytest.param(
             {"username": "carol", "password": "carol-carol", "password_confirm": "carol-carol"},
             "user name",
+            "password",
             id="contains-name",
         ),
     ],
 )
 async def test_a_refused_new_user_form_comes_back_with_its_message_and_400(
-    site: Site, client: httpx.AsyncClient, form: Form, message: str
+    site: Site, client: httpx.AsyncClient, form: Form, message: str, field: str
 ) -> None:
     await signed_in_admin(site, client)
     await site.create_user("alice")
@@ -161,6 +191,14 @@ async def test_a_refused_new_user_form_comes_back_with_its_message_and_400(
     assert response.status_code == 400
     assert message in response.text
     assert 'role="alert"' in response.text
+    assert title_of(response.text).startswith("Error: New user")
+    # The field in error is marked and points at the message (WCAG 3.3.1).
+    if field == "roles":
+        assert '<fieldset class="choices" aria-describedby="form-error">' in response.text
+    else:
+        assert invalid_fields(response.text) == set(field.split())
+        for name in field.split():
+            assert 'aria-describedby="form-error' in field_tag(response.text, name)
     # The form keeps what was typed (never the passwords) and the chosen roles.
     assert f'value="{form["username"]}"' in response.text
     assert checkboxes(response.text).get("staff") == ("staff" in form.get("roles", []))
@@ -290,7 +328,7 @@ async def test_a_refused_roles_form_changes_nothing(site: Site, client: httpx.As
         client, f"/admin/users/{bob_id}/roles", {"roles": ["staff", "ghost"]}
     )
     assert undefined.status_code == 400
-    assert "Role &#39;ghost&#39; is not defined" in undefined.text
+    assert "The role &#39;ghost&#39; is not defined" in undefined.text
     assert checkboxes(undefined.text) == {"admin": False, "staff": True}
     own_admin = await admin_post(client, f"/admin/users/{root_id}/roles", {"roles": "staff"})
     assert own_admin.status_code == 400

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections import Counter
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
@@ -14,11 +15,31 @@ from bastion.fastapi.api import end_own_session, link_base
 from bastion.fastapi.dependencies import PageUser, RecentPageUser, client_ip
 from bastion.fastapi.errors import throttled_message
 from bastion.fastapi.install import Bastion, BastionDep
+from bastion.i18n import gettext, lazy
+from bastion.i18n.formatting import format_when
 from bastion.mfa.methods import describe_methods
 from bastion.ratelimit import describe_wait
 
 router = APIRouter(include_in_schema=False)
 FormText = Annotated[str, Form(max_length=4096)]
+
+SESSION_NOTICES = {
+    "revoked": lazy("The session was signed out."),
+    "others": lazy("Signed out everywhere else."),
+}
+
+
+def mark_lookalikes(rows: list[dict[str, Any]]) -> None:
+    """Set each row's ``lookalike``: another row has the same user, device and sign-in time
+    as shown, so its buttons also name the session's reference (unique button names)."""
+    seen = Counter(_looks(row) for row in rows)
+    for row in rows:
+        row["lookalike"] = seen[_looks(row)] > 1
+
+
+def _looks(row: dict[str, Any]) -> tuple[str, str, str]:
+    session = row["session"]
+    return (str(session.username), row["device"], format_when(session.created_at))
 
 
 @router.get("/account/sessions")
@@ -33,11 +54,11 @@ async def sessions_page(request: Request, user: PageUser, bastion: BastionDep) -
         }
         for s in sessions
     ]
-    notice = {"revoked": "The session was signed out.", "others": "Signed out everywhere else."}
+    mark_lookalikes(rows)
     return bastion.templates.render(
         request,
         "account_sessions.html",
-        {"rows": rows, "notice": notice.get(request.query_params.get("done", ""))},
+        {"rows": rows, "notice": SESSION_NOTICES.get(request.query_params.get("done", ""))},
     )
 
 
@@ -79,12 +100,15 @@ async def password_change(
     services = bastion.services
 
     def failed(
-        message: str, status_code: int = 400, headers: dict[str, str] | None = None
+        message: str,
+        fields: tuple[str, ...] = (),
+        status_code: int = 400,
+        headers: dict[str, str] | None = None,
     ) -> Response:
         return bastion.templates.render(
             request,
             "account_password.html",
-            {"error": message, "notice": None},
+            {"error": message, "error_fields": fields, "notice": None},
             status_code=status_code,
             headers=headers,
         )
@@ -94,7 +118,8 @@ async def password_change(
     try:
         services.accounts.check_new_password(new_password, new_password_confirm, user.username)
     except UserError as error:
-        return failed(str(error).capitalize() + ".")
+        renamed = {"password": "new_password", "password_confirm": "new_password_confirm"}
+        return failed(str(error), tuple(sorted(renamed.get(f, f) for f in error.fields)))
     try:
         await services.authenticator.confirm_password(
             user.user_id,
@@ -104,12 +129,12 @@ async def password_change(
             purpose="password change",
         )
     except AuthenticationFailed:
-        return failed("The current password is not correct.")
+        return failed(gettext("The current password is not correct."), ("current_password",))
     except RateLimited as limited:
         return failed(
             throttled_message(limited.retry_after),
-            429,
-            {"Retry-After": str(limited.retry_after)},
+            status_code=429,
+            headers={"Retry-After": str(limited.retry_after)},
         )
     await services.accounts.change_password(
         user.user_id,
@@ -130,13 +155,16 @@ async def password_change(
     return bastion.templates.render(
         request,
         "account_password.html",
-        {"error": None, "notice": "Password changed. Your other sessions were signed out."},
+        {
+            "error": None,
+            "notice": gettext("Password changed. Your other sessions were signed out."),
+        },
     )
 
 
 def _registration_open(bastion: Bastion) -> None:
     if bastion.settings.registration != "open":
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Registration is closed.")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=gettext("Registration is closed."))
 
 
 @router.get("/register")
@@ -160,9 +188,13 @@ async def register(
     verification = bastion.settings.email_verification
     try:
         if not username or not password:
-            raise UserError("user name and password are required")
+            missing = [n for n, v in (("username", username), ("password", password)) if not v]
+            raise UserError(gettext("A user name and a password are required."), fields=missing)
         if verification == "required" and not email.strip():
-            raise UserError("an e-mail address is required: you will get a link to verify it")
+            raise UserError(
+                gettext("An e-mail address is required: you will get a link to verify it."),
+                fields=("email",),
+            )
         user = await services.accounts.register(
             username,
             email.strip() or None,
@@ -175,7 +207,7 @@ async def register(
         return bastion.templates.render(
             request,
             "register.html",
-            {"error": str(error).capitalize() + ".", "values": values},
+            {"error": str(error), "error_fields": tuple(sorted(error.fields)), "values": values},
             status_code=400,
         )
     except RateLimited as limited:
@@ -183,8 +215,11 @@ async def register(
             request,
             "register.html",
             {
-                "error": "Too many sign-up attempts from your network. Please wait "
-                f"{describe_wait(limited.retry_after)} and try again.",
+                "error": gettext(
+                    "Too many sign-up attempts from your network. Please wait %(wait)s and "
+                    "try again.",
+                    wait=describe_wait(limited.retry_after),
+                ),
                 "values": values,
             },
             status_code=429,

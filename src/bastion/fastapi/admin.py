@@ -17,12 +17,14 @@ from fastapi.responses import RedirectResponse, Response
 
 from bastion.devices import describe
 from bastion.exceptions import UserError
+from bastion.fastapi.account import mark_lookalikes
 from bastion.fastapi.api import link_base
 from bastion.fastapi.dependencies import Principal, client_ip, require_recent_auth
 from bastion.fastapi.install import Bastion, BastionDep
+from bastion.i18n import LazyText, lazy
 from bastion.passwords import has_usable_password
 from bastion.users.repository import UserRecord, UserStillReferenced
-from bastion.users.roles import ADMIN_ROLE
+from bastion.users.roles import ADMIN_ROLE, UnknownRole
 
 PAGE_SIZE = 50
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -37,37 +39,45 @@ FormText = Annotated[str, Form(max_length=4096)]
 # Checkbox values, one field per chosen role.
 RoleChoices = Annotated[list[str] | None, Form(max_length=200)]
 
-# What the pages say, in one place (issue #17 translates them).
+# What the pages say, in one place, translated into each request's language.
 MESSAGES = {
-    "not_yourself_disable": "You cannot disable yourself.",
-    "not_yourself_delete": "You cannot delete your own account.",
-    "not_yourself_password": (
+    "not_yourself_disable": lazy("You cannot disable yourself."),
+    "not_yourself_delete": lazy("You cannot delete your own account."),
+    "not_yourself_password": lazy(
         "Change your own password on the Change password page: it asks for the current one."
     ),
-    "own_admin_role": "You cannot remove your own admin role.",
-    "confirm_delete": "Confirm the deletion with the button on this page.",
-    "no_user": "No such user.",
-    "no_session": "No such session.",
-    "no_public_url": "Links cannot be mailed: set BASTION_PUBLIC_URL.",
-    "not_yourself_mfa": "Change your own second factors on your Security page.",
-    "confirm_mfa": "Confirm the removal with the button on this page.",
+    "own_admin_role": lazy("You cannot remove your own admin role."),
+    "confirm_delete": lazy("Confirm the deletion with the button on this page."),
+    "no_user": lazy("No such user."),
+    "no_session": lazy("No such session."),
+    "no_public_url": lazy("Links cannot be mailed: set BASTION_PUBLIC_URL."),
+    "not_yourself_mfa": lazy("Change your own second factors on your Security page."),
+    "confirm_mfa": lazy("Confirm the removal with the button on this page."),
 }
 NOTICES = {
-    "created": "The user was created.",
-    "deleted": "The user was deleted; their sessions ended.",
-    "password": "The password was set; the user's sessions and tokens ended.",
-    "roles": "The roles were saved.",
-    "reset-link": "A password reset link was sent to the user's e-mail address.",
-    "mfa-reset": "The user's second factors were removed; their sessions ended.",
+    "created": lazy("The user was created."),
+    "deleted": lazy("The user was deleted; their sessions ended."),
+    "password": lazy("The password was set; the user's sessions and tokens ended."),
+    "roles": lazy("The roles were saved."),
+    "reset-link": lazy("A password reset link was sent to the user's e-mail address."),
+    "mfa-reset": lazy("The user's second factors were removed; their sessions ended."),
 }
+Message = str | LazyText
+Fields = tuple[str, ...]
 
 
 def _pages(total: int) -> int:
     return max(1, math.ceil(total / PAGE_SIZE))
 
 
-def _refusal(error: UserError) -> str:
-    return str(error).capitalize() + "."
+def _fields_of(error: UserError, renamed: Mapping[str, str] | None = None) -> Fields:
+    """The form fields ``error`` is about, named as on this form (``renamed``)."""
+    names = renamed or {}
+    return tuple(sorted(names.get(field, field) for field in error.fields))
+
+
+# The fields of the password forms, by the names UserError gives them.
+NEW_PASSWORD_FIELDS = {"password": "new_password", "password_confirm": "new_password_confirm"}
 
 
 def _context(request: Request, admin: Admin) -> dict[str, Any]:
@@ -95,13 +105,15 @@ def _form(
     bastion: Bastion,
     template: str,
     context: Mapping[str, Any],
-    error: str | None = None,
+    error: Message | None = None,
+    fields: Fields = (),
 ) -> Response:
-    """A form page; with ``error``, that message above it and status 400."""
+    """A form page; with ``error``, that message above it and status 400, and the
+    ``fields`` it is about marked invalid."""
     return bastion.templates.render(
         request,
         template,
-        {**context, "error": error},
+        {**context, "error": error, "error_fields": fields},
         status_code=status.HTTP_400_BAD_REQUEST if error else status.HTTP_200_OK,
     )
 
@@ -112,15 +124,17 @@ def _not_on_yourself(
     admin: Admin,
     template: str,
     target: UserRecord,
-    refusal: str,
-    error: str | None = None,
+    refusal: Message,
+    error: Message | None = None,
+    fields: Fields = (),
 ) -> Response:
     """The form of an action an admin may not take on their own account: on that account
     (``is_self`` in the template) the page shows ``refusal`` instead of the form."""
     is_self = target.id == admin.user_id
     if is_self and error is None:
         error = refusal
-    return _form(request, bastion, template, {"target": target, "is_self": is_self}, error)
+    context = {"target": target, "is_self": is_self}
+    return _form(request, bastion, template, context, error, fields)
 
 
 @router.get("/users")
@@ -155,11 +169,12 @@ async def _new_user_form(
     request: Request,
     bastion: Bastion,
     values: Mapping[str, Any],
-    error: str | None = None,
+    error: Message | None = None,
+    fields: Fields = (),
 ) -> Response:
     roles = await bastion.services.users.list_roles()
     context = {"roles": roles, "chosen": values["roles"], "values": values}
-    return _form(request, bastion, "admin_user_new.html", context, error)
+    return _form(request, bastion, "admin_user_new.html", context, error, fields)
 
 
 @router.get("/users/new")
@@ -195,7 +210,8 @@ async def create_user(
             **_context(request, admin),
         )
     except UserError as error:
-        return await _new_user_form(request, bastion, values, _refusal(error))
+        fields = ("roles",) if isinstance(error, UnknownRole) else _fields_of(error)
+        return await _new_user_form(request, bastion, values, str(error), fields)
     return _done("created")
 
 
@@ -211,7 +227,9 @@ async def set_active(
     active: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     if user_id == admin.user_id:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=MESSAGES["not_yourself_disable"])
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail=str(MESSAGES["not_yourself_disable"])
+        )
     try:
         await bastion.accounts.set_active(user_id, active == "1", **_context(request, admin))
     except UserError as error:
@@ -227,11 +245,11 @@ async def _roles_form(
     bastion: Bastion,
     target: UserRecord,
     chosen: Iterable[str],
-    error: str | None = None,
+    error: Message | None = None,
 ) -> Response:
     roles = await bastion.services.users.list_roles()
     context = {"target": target, "roles": roles, "chosen": set(chosen)}
-    return _form(request, bastion, "admin_user_roles.html", context, error)
+    return _form(request, bastion, "admin_user_roles.html", context, error, ("roles",))
 
 
 @router.get("/users/{user_id}/roles")
@@ -259,7 +277,7 @@ async def set_roles(
             user_id, wanted, current=admin.session, **_context(request, admin)
         )
     except UserError as error:
-        return await _roles_form(request, bastion, target, wanted, _refusal(error))
+        return await _roles_form(request, bastion, target, wanted, str(error))
     if renewed is not None:
         # My own roles changed: this browser goes on under the rotated session.
         raw_id, session = renewed
@@ -271,10 +289,15 @@ async def set_roles(
 
 
 def _password_form(
-    request: Request, bastion: Bastion, admin: Admin, target: UserRecord, error: str | None = None
+    request: Request,
+    bastion: Bastion,
+    admin: Admin,
+    target: UserRecord,
+    error: Message | None = None,
+    fields: Fields = (),
 ) -> Response:
     template, refusal = "admin_user_password.html", MESSAGES["not_yourself_password"]
-    return _not_on_yourself(request, bastion, admin, template, target, refusal, error)
+    return _not_on_yourself(request, bastion, admin, template, target, refusal, error, fields)
 
 
 @router.get("/users/{user_id}/password")
@@ -304,7 +327,8 @@ async def reset_password(
         # Every session and refresh token of the user ends, and so does their back-off.
         await accounts.change_password(target.id, new_password, **_context(request, admin))
     except UserError as error:
-        return _password_form(request, bastion, admin, target, _refusal(error))
+        fields = _fields_of(error, NEW_PASSWORD_FIELDS)
+        return _password_form(request, bastion, admin, target, str(error), fields)
     return _done("password")
 
 
@@ -324,7 +348,7 @@ async def send_reset_link(
             target, base_url=base_url, **_context(request, admin)
         )
     except UserError as error:
-        return _password_form(request, bastion, admin, target, _refusal(error))
+        return _password_form(request, bastion, admin, target, str(error))
     return _done("reset-link")
 
 
@@ -332,7 +356,11 @@ async def send_reset_link(
 
 
 def _delete_form(
-    request: Request, bastion: Bastion, admin: Admin, target: UserRecord, error: str | None = None
+    request: Request,
+    bastion: Bastion,
+    admin: Admin,
+    target: UserRecord,
+    error: Message | None = None,
 ) -> Response:
     template, refusal = "admin_user_delete.html", MESSAGES["not_yourself_delete"]
     return _not_on_yourself(request, bastion, admin, template, target, refusal, error)
@@ -363,7 +391,7 @@ async def delete_user(
     try:
         await bastion.accounts.delete(target.id, **_context(request, admin))
     except UserStillReferenced as error:  # the application's own rows hold the user
-        return _delete_form(request, bastion, admin, target, _refusal(error))
+        return _delete_form(request, bastion, admin, target, str(error))
     except UserError as error:  # deleted meanwhile
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=MESSAGES["no_user"]) from error
     return _done("deleted")
@@ -373,7 +401,11 @@ async def delete_user(
 
 
 async def _mfa_form(
-    request: Request, bastion: Bastion, admin: Admin, target: UserRecord, error: str | None = None
+    request: Request,
+    bastion: Bastion,
+    admin: Admin,
+    target: UserRecord,
+    error: Message | None = None,
 ) -> Response:
     if target.id == admin.user_id:
         # Here it would end this very session; the Security page asks for each factor.
@@ -426,6 +458,7 @@ async def sessions_page(request: Request, admin: Admin, bastion: BastionDep) -> 
         {"session": s, "device": describe(s.user_agent), "current": s.key == admin.session_id}
         for s in sessions
     ]
+    mark_lookalikes(rows)
     return bastion.templates.render(request, "admin_sessions.html", {"rows": rows})
 
 

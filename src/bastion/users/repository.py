@@ -131,7 +131,7 @@ class UserStillReferenced(UserError):
     foreign key without ``ON DELETE CASCADE`` or ``SET NULL``; the user stays."""
 
     def __init__(self) -> None:
-        super().__init__("the application still holds data of this user; remove it first")
+        super().__init__(lazy("The application still holds data of this user; remove it first."))
 
 
 def new_user(
