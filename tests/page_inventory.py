@@ -2,11 +2,12 @@
 browser (tests/browser/test_accessibility.py: axe-core) and an in-process HTTP client
 (tests/e2e/test_untranslated.py: no English left in Chinese) both follow.
 
-A scenario is a list of steps: go to a path, submit a form of the current page, follow the
-link of the last mail sent to an address, and ``Check`` the page in hand (the one place a
-runner looks at it). Each scenario names the users it signs in as; the runner creates them
-first, in the order of :func:`users` (so alice is user 1 and bob user 2), and each language
-has its own users (``carol_en``, ``carol_zh``) so the two runs of a scenario do not meet.
+A scenario is a list of steps: go to a path, submit a form of the current page (again
+until an answer's status comes), follow the link of the last mail sent to an address, add
+a passkey, and ``Check`` the page in hand (the one place a runner looks at it). A runner
+first creates the users of ``ALL_USERS``, in that order (alice is user 1, bob user 2);
+each language has its own (``carol_en``, ``carol_zh``), so the two runs of a scenario do
+not meet, and the users a scenario signs up itself are named after its language too.
 
 The site runs with open registration, required address verification (so that the pages of
 a held-back sign-in are reached), mail to its file outbox, and two external providers:
