@@ -3,7 +3,9 @@ Simplified Chinese, in normal and error states, in headless Chromium against a r
 ``bastion serve``: WCAG 2.0/2.1/2.2 A and AA rules and axe's best practices, no violation
 allowed. Each checked page is also laid out 320 CSS px wide (WCAG 1.4.10 reflow): nothing
 may scroll sideways there, and pages with tables are checked by axe again at that width.
-In the dark colour scheme (prefers-color-scheme) the colour rules run again.
+In the dark colour scheme (prefers-color-scheme) the colour rules run again. Each page
+must say its language in <html lang>, and an error state must start with the focus on its
+error summary (#form-error).
 
 axe-core comes from npm (tests/axe/package-lock.json), installed by ``npm ci`` into
 tests/axe/node_modules (git-ignored) once per lock file, under a file lock, like the
@@ -301,6 +303,11 @@ class BrowserRunner:
             self.findings.append(f"{where}: status {self.status}, not {step.status}")
         if step.has is not None and page.locator(f"#{step.has}").count() == 0:
             self.findings.append(f"{where}: no #{step.has}")
+        # The form pattern: an error summary takes the focus when the page loads.
+        if step.has == "form-error":
+            active = page.evaluate("() => document.activeElement && document.activeElement.id")
+            if active != "form-error":
+                self.findings.append(f"{where}: the focus is on #{active}, not #form-error")
         # WCAG 3.1.1: the page says which language it is in (axe checks only that the tag
         # is valid).
         lang = page.locator("html").get_attribute("lang")
