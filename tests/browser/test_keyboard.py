@@ -2,12 +2,16 @@
 wrong password, whose error summary takes the focus), goes to her security page, turns on
 an authenticator app and signs out, with Tab, Shift+Tab, Enter, Space and typing alone.
 Nothing is clicked or filled by selector; the test reads the focused element to choose the
-next key, and reads the key the page shows (#totp-secret) as a person would."""
+next key, and reads the key the page shows (#totp-secret) as a person would.
+
+And every stop that Tab reaches on the sign-in, dashboard, security, devices and admin user
+pages draws a focus ring of 2 px or more at 3:1 or more against its background (WCAG
+1.4.11), in the light and the dark colour scheme."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import pyotp
 import pytest
@@ -133,3 +137,83 @@ def test_sign_in_enrol_an_authenticator_app_and_sign_out_with_the_keyboard_alone
     # Signed out: the dashboard sends this browser to the sign-in page.
     page.goto(f"{url}/dashboard")
     assert page.url.startswith(f"{url}/login"), page.url
+
+
+# The focused element's ring against what is behind it (the outline is drawn outside the
+# element, outline-offset away, over its parent's background): WCAG 1.4.11 / 2.4.7.
+RING = """() => {
+  const el = document.activeElement;
+  if (!el || el === document.body) return null;
+  const rgb = (text) => {
+    const m = text.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return null;
+    const [r, g, b, a] = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
+    return { r, g, b, a: a === undefined ? 1 : a };
+  };
+  let back = null;
+  for (let node = el.parentElement; node; node = node.parentElement) {
+    const colour = rgb(getComputedStyle(node).backgroundColor);
+    if (colour && colour.a > 0.5) { back = colour; break; }
+  }
+  back = back || { r: 255, g: 255, b: 255, a: 1 };
+  const style = getComputedStyle(el);
+  const ring = rgb(style.outlineColor);
+  const lum = (c) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b);
+  };
+  const [hi, lo] = [lum(ring), lum(back)].sort((x, y) => y - x);
+  return {
+    what: el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + " " +
+      (el.innerText || el.value || el.getAttribute("aria-label") || "").trim().slice(0, 40),
+    style: style.outlineStyle,
+    width: parseFloat(style.outlineWidth) || 0,
+    contrast: Math.round(((hi + 0.05) / (lo + 0.05)) * 100) / 100,
+  };
+}"""
+FOCUS_PAGES = ("/dashboard", "/account/security", "/account/sessions", "/admin/users")
+
+
+def focus_ring_problems(page: Page) -> list[str]:
+    """Tab through every stop of the page (until the focus comes round again): each one's
+    ring must be drawn, 2 px or more, at 3:1 or more against its background."""
+    problems: list[str] = []
+    seen: list[str] = []
+    for _ in range(MAX_TABS):
+        page.keyboard.press("Tab")
+        ring: dict[str, Any] | None = page.evaluate(RING)
+        if ring is None:
+            continue
+        if ring["what"] in seen[:1]:
+            break  # round again
+        seen.append(ring["what"])
+        where = f"{page.url}: {ring['what']}"
+        if ring["style"] in ("none", "hidden") or ring["width"] < 2:
+            problems.append(f"{where}: no focus ring ({ring['style']} {ring['width']}px)")
+        elif ring["contrast"] < 3:
+            problems.append(f"{where}: focus ring contrast {ring['contrast']}:1")
+    assert seen, f"{page.url}: Tab reached nothing"
+    return problems
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_focus_stop_shows_a_ring_of_3_to_1(
+    server: LiveServer, browser: Browser, scheme: Literal["light", "dark"]
+) -> None:
+    url = server.url
+    context = browser.new_context(viewport={"width": 1100, "height": 800}, color_scheme=scheme)
+    page = context.new_page()
+    page.goto(f"{url}/login")
+    problems = focus_ring_problems(page)
+    page.goto(f"{url}/login")
+    page.keyboard.type("alice")
+    tab_to(page, {"id": "password"})
+    page.keyboard.type(PASSWORD)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.wait_for_url(f"{url}/dashboard")
+    for path in FOCUS_PAGES:
+        page.goto(url + path)
+        problems += focus_ring_problems(page)
+    context.close()
+    assert not problems, "\n".join(problems)
