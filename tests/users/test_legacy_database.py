@@ -161,7 +161,7 @@ async def _rows(url: str, tables: list[str]) -> dict[str, list[dict[str, Any]]]:
 
 # Columns later revisions add: not in the first release's rows.
 ADDED_LATER = frozenset(
-    {"username_skeleton", "description", "email_verified_at", "webauthn_user_handle"}
+    {"username_skeleton", "description", "email_verified_at", "webauthn_user_handle", "language"}
 )
 
 

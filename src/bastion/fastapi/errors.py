@@ -121,6 +121,12 @@ class ErrorRenderer:
         extra = dict(headers or {})
         if status == 503:
             extra.setdefault("Retry-After", RETRY_AFTER_UNAVAILABLE)
+            # A middleware's outage answer carries StoreUnavailable's "<component>
+            # unavailable": its page says the component's sentence too.
+            if page_message is None and isinstance(message, str):
+                component = message.removesuffix(" unavailable")
+                if component != message:
+                    page_message = unavailable_message(component)
         if request_language(scope) is not None:
             return self._answer(scope, status, message, page_message, extra)
         # An error before the language middleware ran (a store outage while reading the
