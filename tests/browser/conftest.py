@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import backend_missing
 from tests.live import LiveServer, live_server
+from tests.mail_server import MailServer
 
 # Screenshots for a person to look at (git-ignored).
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -47,6 +48,36 @@ def server(tmp_path: Path, redis_url: str, redis_prefix: str) -> Iterator[LiveSe
     with live_server(data, extra) as live:
         created = live.cli(
             "users", "create", "alice", "--role", "admin", "--password-stdin", stdin=PASSWORD + "\n"
+        )
+        assert created.returncode == 0, created.stderr
+        yield live
+
+
+ALICE_ADDRESS = "alice@example.com"
+
+
+@pytest.fixture
+def mailing_server(
+    tmp_path: Path, redis_url: str, redis_prefix: str, mail_server: MailServer
+) -> Iterator[LiveServer]:
+    """``bastion serve`` sending its mail to the test's real SMTP server, with user alice
+    (address :data:`ALICE_ADDRESS`)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    extra = {
+        "BASTION_REDIS_URL": redis_url,
+        "BASTION_REDIS_PREFIX": f"{redis_prefix}:browser-{secrets.token_hex(4)}",
+        **mail_server.env(),
+    }
+    with live_server(data, extra) as live:
+        created = live.cli(
+            "users",
+            "create",
+            "alice",
+            "--email",
+            ALICE_ADDRESS,
+            "--password-stdin",
+            stdin=PASSWORD + "\n",
         )
         assert created.returncode == 0, created.stderr
         yield live

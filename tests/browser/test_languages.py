@@ -6,45 +6,16 @@ Chinese too."""
 from __future__ import annotations
 
 import re
-import secrets
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import ARTIFACTS, PASSWORD
-from tests.live import LiveServer, live_server
+from tests.browser.conftest import ALICE_ADDRESS, ARTIFACTS, PASSWORD
+from tests.live import LiveServer
 from tests.mail_server import MailServer
 
 pytestmark = pytest.mark.browser
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
-ADDRESS = "alice@example.com"
-
-
-@pytest.fixture
-def mailing_server(
-    tmp_path: Path, redis_url: str, redis_prefix: str, mail_server: MailServer
-) -> Iterator[LiveServer]:
-    data = tmp_path / "data"
-    data.mkdir()
-    extra = {
-        "BASTION_REDIS_URL": redis_url,
-        "BASTION_REDIS_PREFIX": f"{redis_prefix}:browser-{secrets.token_hex(4)}",
-        **mail_server.env(),
-    }
-    with live_server(data, extra) as live:
-        created = live.cli(
-            "users",
-            "create",
-            "alice",
-            "--email",
-            ADDRESS,
-            "--password-stdin",
-            stdin=PASSWORD + "\n",
-        )
-        assert created.returncode == 0, created.stderr
-        yield live
 
 
 def html_lang(page: Page) -> str | None:
@@ -84,7 +55,7 @@ def test_the_switcher_turns_pages_and_mail_into_chinese(
     page.wait_for_url(re.compile(re.escape(url) + r"/login"))
     page.goto(f"{url}/password/forgot")
     assert html_lang(page) == "zh-CN"
-    page.locator("#email").fill(ADDRESS)
+    page.locator("#email").fill(ALICE_ADDRESS)
     page.get_by_role("button", name="发送链接").click()
     expect(page.get_by_role("status")).to_contain_text(CHINESE)
 

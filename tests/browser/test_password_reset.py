@@ -4,44 +4,16 @@ password, reading the link from the mail a real SMTP server (aiosmtpd) received.
 from __future__ import annotations
 
 import re
-import secrets
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser.conftest import ARTIFACTS, PASSWORD
-from tests.live import LiveServer, live_server
+from tests.browser.conftest import ARTIFACTS
+from tests.live import LiveServer
 from tests.mail_server import MailServer
 
 pytestmark = pytest.mark.browser
 NEW_PASSWORD = "chosen in the browser 8"
-
-
-@pytest.fixture
-def mailing_server(
-    tmp_path: Path, redis_url: str, redis_prefix: str, mail_server: MailServer
-) -> Iterator[LiveServer]:
-    data = tmp_path / "data"
-    data.mkdir()
-    extra = {
-        "BASTION_REDIS_URL": redis_url,
-        "BASTION_REDIS_PREFIX": f"{redis_prefix}:browser-{secrets.token_hex(4)}",
-        **mail_server.env(),
-    }
-    with live_server(data, extra) as live:
-        created = live.cli(
-            "users",
-            "create",
-            "alice",
-            "--email",
-            "alice@example.com",
-            "--password-stdin",
-            stdin=PASSWORD + "\n",
-        )
-        assert created.returncode == 0, created.stderr
-        yield live
 
 
 def test_forgot_password_to_signed_in_with_the_new_one(
