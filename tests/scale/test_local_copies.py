@@ -1,0 +1,402 @@
+"""Revocation stays immediate across processes with the local copies of Redis values on.
+
+Two ``bastion serve`` processes, A and B, share one PostgreSQL database, keys and secret,
+and a private Redis server (tests/redis_server.py) that these tests stop and restart, with
+``BASTION_REDIS_LOCAL_CACHE=true``: each process keeps copies of the session records and
+cache entries it reads, kept exact by Redis's invalidations (issue #18).
+
+A session (a browser cookie, or a bearer access token) is signed in on A and used on B a
+few times, so B answers from its copy: Redis counts no GET or MGET for B's last requests.
+Then A ends it, each way the app has. Every request to B sent more than ``BOUND`` after the
+ending request returned must be refused, and B must refuse it: a correctness bound, not a
+speed test (the invalidation reaches B before A's answer reaches the test, so B refuses at
+once on any machine; the bound leaves room for a loaded one). Each way runs twice: in
+steady state, and right after a Redis restart (no persistence: every session is gone and
+both processes reconnect), signing in anew. While Redis is down, B answers 503 and never
+serves a session from its copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from bastion.db import create_engine
+from bastion.passwords import Passwords
+from bastion.sessions import session_key
+from bastion.users.repository import UserRepository
+from tests.conftest import backend_missing, fresh_database
+from tests.e2e.conftest import csrf_from
+from tests.live import LiveServer, live_server, server_env
+from tests.redis_server import RedisServer, redis_server, redis_server_missing
+from tests.scale.conftest import COOKIE, PASSWORD, _bastion, client
+
+pytestmark = [pytest.mark.backend("redis"), pytest.mark.backend("postgres")]
+
+BOUND = 0.050  # seconds after the ending request returned: B refuses every request sent later
+GIVE_UP = 5.0  # seconds of probing B before the test fails: far beyond the bound
+READY_WITHIN = 20.0  # seconds for both processes to answer /readyz 200 after a restart
+COPY_WITHIN = 10.0  # seconds for B to answer from its copies again after a restart
+NEW_PASSWORD = "a much better passphrase 42"
+ROLE = "editor"
+VICTIMS = 40  # users made at the start, one per test that ends sessions (never reused)
+WARM_REQUESTS = 3
+# Until the local layer lands (issue #18), B asks Redis for every request.
+LOCAL_LAYER = importlib.util.find_spec("bastion.stores.redis_tracking") is not None
+
+
+@dataclass
+class LocalPair:
+    """Processes A and B on the private Redis server; fresh victims to hand out."""
+
+    a: LiveServer
+    b: LiveServer
+    redis: RedisServer
+    user_ids: dict[str, int]
+    _victims: Iterator[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._victims = (name for name in self.user_ids if name.startswith("victim"))
+
+    def victim(self) -> tuple[str, int]:
+        """A user no test has used yet (with the role ``ROLE``), and their id."""
+        name = next(self._victims)
+        return name, self.user_ids[name]
+
+
+def _create_users(database_url: str) -> dict[str, int]:
+    """The admin ``root`` and ``VICTIMS`` users holding ``ROLE``, all with ``PASSWORD``
+    (hashed once: each hash costs tens of milliseconds), by name: their ids."""
+
+    async def run() -> dict[str, int]:
+        engine = create_engine(database_url)
+        try:
+            users = UserRepository(engine)
+            hashed = await Passwords().hash_async(PASSWORD)
+            await users.create_role(ROLE)
+            ids = {"root": (await users.create_user("root", hashed, roles=("admin",))).id}
+            for n in range(VICTIMS):
+                name = f"victim{n:02d}"
+                ids[name] = (await users.create_user(name, hashed, roles=(ROLE,))).id
+            return ids
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def local_pair(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[LocalPair]:
+    missing = redis_server_missing()
+    if missing:
+        backend_missing(f"cannot start a private Redis server: {missing}")
+    root = tmp_path_factory.mktemp("local-copies")
+    with (
+        redis_server(root / "redis") as redis,
+        fresh_database(postgres_url) as database_url,
+        ExitStack() as stack,
+    ):
+        shared = {
+            "BASTION_DATABASE_URL": database_url,
+            "BASTION_REDIS_URL": redis.url,
+            "BASTION_REDIS_PREFIX": "bastion-local",
+            "BASTION_REDIS_LOCAL_CACHE": "true",
+            "BASTION_SECRET_KEY": secrets.token_urlsafe(48),
+            "BASTION_JWT_KEYS_FILE": str(root / "shared" / "jwks.json"),
+            # Every request comes from 127.0.0.1: keep the per-address limit out of the way.
+            "BASTION_LOGIN_IP_LIMIT": "1000/minute",
+        }
+        _bastion(server_env(root / "setup", shared), "db", "upgrade")
+        user_ids = _create_users(database_url)
+        folders = [root / "a", root / "b"]
+        for folder in folders:
+            folder.mkdir()
+        with ThreadPoolExecutor(2) as pool:
+            starting = [
+                pool.submit(stack.enter_context, live_server(folder, shared)) for folder in folders
+            ]
+            a, b = (future.result() for future in starting)
+        yield LocalPair(a, b, redis, user_ids)
+
+
+# -- signing in ----------------------------------------------------------------------------
+
+
+@dataclass
+class Credential:
+    """One signed-in session as a client holds it: a cookie, or bearer tokens."""
+
+    kind: str  # "cookie" or "bearer"
+    username: str
+    raw_cookie: str = ""
+    access: str = ""
+    refresh: str = ""
+    session_id: str = ""
+
+    def client(self, server: LiveServer) -> httpx.Client:
+        api = client(server, self.raw_cookie or None)
+        if self.access:
+            api.headers["Authorization"] = f"Bearer {self.access}"
+        return api
+
+
+@contextmanager
+def browser_on(server: LiveServer, username: str) -> Iterator[httpx.Client]:
+    """A browser signed in as ``username`` through the login form."""
+    with client(server) as browser:
+        form = {"username": username, "password": PASSWORD}
+        form["csrf_token"] = csrf_from(browser.get("/login").text)
+        signed_in = browser.post("/login", data=form, headers={"Origin": server.url})
+        assert signed_in.status_code == 303, signed_in.text
+        yield browser
+
+
+def sign_in(server: LiveServer, kind: str, username: str) -> Credential:
+    if kind == "cookie":
+        with browser_on(server, username) as browser:
+            raw = browser.cookies[COOKIE]
+        return Credential(kind, username, raw_cookie=raw, session_id=session_key(raw))
+    form = {"grant_type": "password", "username": username, "password": PASSWORD}
+    with client(server) as api:
+        tokens = api.post("/api/token", data=form)
+    assert tokens.status_code == 200, tokens.text
+    body = tokens.json()
+    return Credential(kind, username, access=body["access_token"], refresh=body["refresh_token"])
+
+
+def post_form(
+    browser: httpx.Client, server: LiveServer, page: str, action: str, **form: str
+) -> httpx.Response:
+    """Submit the form of ``page`` (its CSRF token) to ``action``, as a browser does."""
+    form["csrf_token"] = csrf_from(browser.get(page).text)
+    return browser.post(action, data=form, headers={"Origin": server.url})
+
+
+# -- B's view: accepted, refused, and whether it asked Redis ------------------------------
+
+# What B answers a live session and an ended one, per kind: the dashboard (a page: an ended
+# session goes to the login form) and the profile (a cached entry per user: the cache never
+# answers for an ended session).
+PROBES = {"cookie": ("/dashboard", 200, 303), "bearer": ("/api/profile", 200, 401)}
+
+
+def redis_reads(redis: RedisServer) -> int:
+    """How many GET and MGET the private Redis server has run since it started."""
+    conn = redis.client()
+    try:
+        stats = conn.info("commandstats")
+    finally:
+        conn.close()
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("get", "mget"))
+
+
+def warm(
+    pair: LocalPair, credential: Credential, on_b: httpx.Client, *, within: float = 0.0
+) -> None:
+    """Use ``credential`` on B (through ``on_b``) until B answers it from its copies:
+    ``WARM_REQUESTS`` accepted requests during which Redis ran no GET or MGET (nothing else
+    talks to this Redis meanwhile). Tries again for ``within`` seconds (after a restart, B
+    answers from Redis until its invalidation connection is back). Records the session id."""
+    path, accepted, _ = PROBES[credential.kind]
+    deadline = time.monotonic() + within
+    me = on_b.get("/api/me")
+    assert me.status_code == 200, me.text
+    credential.session_id = me.json()["session_id"]
+    while True:
+        assert on_b.get(path).status_code == accepted  # the copy is filled, if it was not
+        before = redis_reads(pair.redis)
+        for _ in range(WARM_REQUESTS):
+            assert on_b.get(path).status_code == accepted
+        asked = redis_reads(pair.redis) - before
+        if asked == 0 or not LOCAL_LAYER:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"B asked Redis {asked} times for {WARM_REQUESTS} requests of the same "
+                f"{credential.kind} session: it did not answer from its local copies"
+            )
+        time.sleep(0.05)
+
+
+def refused_on_b(credential: Credential, on_b: httpx.Client, ended_at: float) -> None:
+    """Probe B (through ``on_b``, connected already) from ``ended_at``, when the ending
+    request returned: every request sent later than ``BOUND`` is refused, B does refuse
+    within ``GIVE_UP``, and goes on refusing."""
+    path, accepted, refused = PROBES[credential.kind]
+    seen: list[tuple[float, int]] = []  # (sent, in seconds after ended_at; B's status)
+    while not seen or seen[-1][1] != refused:
+        sent = time.monotonic() - ended_at
+        if sent > GIVE_UP:
+            pytest.fail(f"B still accepts the ended session {GIVE_UP:g} s later: {seen}")
+        seen.append((sent, on_b.get(path).status_code))
+    for _ in range(2):
+        seen.append((time.monotonic() - ended_at, on_b.get(path).status_code))
+    shown = [(round(sent * 1000, 1), status) for sent, status in seen]  # ms
+    assert all(status in (accepted, refused) for _, status in seen), shown
+    late = [(sent, status) for sent, status in seen if sent > BOUND and status == accepted]
+    assert not late, f"accepted by B more than {BOUND * 1000:g} ms after it ended: {shown}"
+    assert all(status == refused for _, status in seen[-3:]), shown
+
+
+# -- the ways A ends a session -------------------------------------------------------------
+
+
+def end_by_logout(pair: LocalPair, target: Credential) -> None:
+    """The session signs itself out: the logout form, or RFC 7009 revocation of its
+    refresh token (an API client's sign-out)."""
+    if target.kind == "cookie":
+        with client(pair.a, target.raw_cookie) as browser:
+            out = post_form(browser, pair.a, "/dashboard", "/logout")
+        assert out.status_code == 303, out.text
+    else:
+        with client(pair.a) as api:
+            out = api.post("/api/token/revoke", data={"token": target.refresh})
+        assert out.status_code == 200, out.text
+
+
+def end_from_device_list(pair: LocalPair, target: Credential) -> None:
+    """Another session of the same user ends it from the device list."""
+    with browser_on(pair.a, target.username) as browser:
+        ended = post_form(
+            browser, pair.a, "/account/sessions", f"/account/sessions/{target.session_id}/revoke"
+        )
+    assert ended.status_code == 303, ended.text
+    assert ended.headers["location"] == "/account/sessions?done=revoked"
+
+
+def end_by_signing_out_everywhere_else(pair: LocalPair, target: Credential) -> None:
+    with browser_on(pair.a, target.username) as browser:
+        ended = post_form(browser, pair.a, "/account/sessions", "/account/sessions/revoke-others")
+    assert ended.status_code == 303, ended.text
+    assert ended.headers["location"] == "/account/sessions?done=others"
+
+
+def end_by_password_change(pair: LocalPair, target: Credential) -> None:
+    """The user changes their password in another session: every other one ends."""
+    with browser_on(pair.a, target.username) as browser:
+        changed = post_form(
+            browser,
+            pair.a,
+            "/account/password",
+            "/account/password",
+            current_password=PASSWORD,
+            new_password=NEW_PASSWORD,
+            new_password_confirm=NEW_PASSWORD,
+        )
+    assert changed.status_code == 200, changed.text
+    assert "Your other sessions were signed out" in changed.text
+
+
+def end_by_role_removal(pair: LocalPair, target: Credential) -> None:
+    """An administrator takes the user's only role away."""
+    user_id = pair.user_ids[target.username]
+    with browser_on(pair.a, "root") as admin:
+        page = f"/admin/users/{user_id}/roles"
+        saved = post_form(admin, pair.a, page, page)  # no role ticked
+    assert saved.status_code == 303, saved.text
+    assert saved.headers["location"] == "/admin/users?done=roles"
+
+
+def end_by_disabling_the_user(pair: LocalPair, target: Credential) -> None:
+    user_id = pair.user_ids[target.username]
+    with browser_on(pair.a, "root") as admin:
+        disabled = post_form(
+            admin, pair.a, "/admin/users", f"/admin/users/{user_id}/active", active="0"
+        )
+    assert disabled.status_code == 303, disabled.text
+
+
+WAYS: dict[str, Callable[[LocalPair, Credential], None]] = {
+    "logout": end_by_logout,
+    "device-list": end_from_device_list,
+    "sign-out-everywhere-else": end_by_signing_out_everywhere_else,
+    "password-change": end_by_password_change,
+    "role-removed": end_by_role_removal,
+    "user-disabled": end_by_disabling_the_user,
+}
+
+
+# -- Redis restarts ------------------------------------------------------------------------
+
+
+def ready(server: LiveServer) -> bool:
+    try:
+        return httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def restart_redis(pair: LocalPair) -> None:
+    """A new, empty Redis on the same port; returns once both processes are ready on it."""
+    pair.redis.restart()
+    deadline = time.monotonic() + READY_WITHIN
+    while not (ready(pair.a) and ready(pair.b)):
+        if time.monotonic() > deadline:
+            pytest.fail(f"A and B not ready {READY_WITHIN:g} s after the Redis restart")
+        time.sleep(0.05)
+
+
+@contextmanager
+def redis_down(pair: LocalPair) -> Iterator[None]:
+    pair.redis.stop()
+    try:
+        yield
+    finally:
+        restart_redis(pair)
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["cookie", "bearer"])
+@pytest.mark.parametrize("way", list(WAYS))
+@pytest.mark.parametrize("moment", ["steady", "right-after-a-redis-restart"])
+def test_a_session_ended_on_a_is_refused_on_b_within_50_ms(
+    local_pair: LocalPair, moment: str, way: str, kind: str
+) -> None:
+    if moment != "steady":
+        restart_redis(local_pair)
+    username, _ = local_pair.victim()
+    target = sign_in(local_pair.a, kind, username)
+    with target.client(local_pair.b) as on_b:
+        # After a restart B answers from Redis until its invalidation connection is back.
+        warm(local_pair, target, on_b, within=COPY_WITHIN if moment != "steady" else 0.0)
+
+        WAYS[way](local_pair, target)
+        ended_at = time.monotonic()
+
+        refused_on_b(target, on_b, ended_at)
+
+
+def test_b_answers_503_while_redis_is_down_and_never_from_its_copy(
+    local_pair: LocalPair,
+) -> None:
+    username, _ = local_pair.victim()
+    credentials = [sign_in(local_pair.a, kind, username) for kind in PROBES]
+    for credential in credentials:
+        with credential.client(local_pair.b) as on_b:
+            warm(local_pair, credential, on_b)
+
+    with redis_down(local_pair):
+        answers = []
+        for _ in range(5):
+            for credential in credentials:
+                path = PROBES[credential.kind][0]
+                with credential.client(local_pair.b) as api:
+                    answers.append((credential.kind, api.get(path).status_code))
+        assert all(status == 503 for _, status in answers), answers
+
+    # Redis came back empty: the sessions are gone, on B too.
+    for credential in credentials:
+        path, _, refused = PROBES[credential.kind]
+        with credential.client(local_pair.b) as api:
+            assert api.get(path).status_code == refused
