@@ -410,12 +410,6 @@ def test_b_answers_503_while_redis_is_down_and_never_from_its_copy(
                     answers.append((credential.kind, api.get(path).status_code))
         assert all(status == 503 for _, status in answers), answers
 
-    # Redis came back empty: the sessions are gone, on B too.
-    for credential in credentials:
-        path, _, refused = PROBES[credential.kind]
-        with credential.client(local_pair.b) as api:
-            assert api.get(path).status_code == refused
-
 
 def test_a_change_of_the_user_on_a_reaches_bs_session_and_cache_copies_within_50_ms(
     local_pair: LocalPair,
@@ -446,3 +440,22 @@ def test_a_change_of_the_user_on_a_reaches_bs_session_and_cache_copies_within_50
 
         # Either copy may follow first, within the bound.
         settles_on_b(look, ["en old", "zh-CN old", "en new"], "zh-CN new", changed_at)
+
+
+def test_sessions_b_holds_copies_of_are_refused_once_redis_restarted_empty(
+    local_pair: LocalPair,
+) -> None:
+    """A restart without persistence ends every session: B's copies go with them, even
+    when nothing asked B anything while Redis was down."""
+    username, _ = local_pair.victim()
+    credentials = [sign_in(local_pair.a, kind, username) for kind in PROBES]
+    for credential in credentials:
+        with credential.client(local_pair.b) as on_b:
+            warm(local_pair, credential, on_b)
+
+    restart_redis(local_pair)
+
+    for credential in credentials:
+        path, _, refused = PROBES[credential.kind]
+        with credential.client(local_pair.b) as on_b:
+            assert [on_b.get(path).status_code for _ in range(3)] == [refused] * 3
