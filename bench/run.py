@@ -89,11 +89,17 @@ class Result:
     requests: int
     seconds: float = 0.0  # wrk's own duration
     cpu_s: float = 0.0  # server CPU over it
+    redis_cpu_s: float = math.nan  # the private Redis's CPU over it (nan: not ours to read)
 
     @property
     def cpu_us(self) -> float:
         """Server CPU microseconds per completed request."""
         return self.cpu_s * 1e6 / self.requests if self.requests else math.nan
+
+    @property
+    def redis_us(self) -> float:
+        """Redis CPU microseconds per completed request."""
+        return self.redis_cpu_s * 1e6 / self.requests if self.requests else math.nan
 
 
 @dataclass
@@ -112,6 +118,7 @@ class Summary:
     healthz_ratio: float  # req/s / /healthz req/s
     healthz_cpu_ratio: float
     cpu_us: float
+    redis_us: float
     core: float  # share of one core the server used
     errors: int
 
@@ -201,10 +208,11 @@ def parse_wrk(name: str, output: str) -> Result:
 
 @dataclass(frozen=True)
 class Load:
-    """How wrk runs: its pinning and thread count."""
+    """How wrk runs: its pinning and thread count; and the private Redis to measure."""
 
     pinning: Pinning
     threads: int = 1
+    redis_pid: int | None = None
 
     def wrk(
         self,
@@ -243,12 +251,15 @@ class Load:
         headers: dict[str, str] | None = None,
     ) -> Result:
         """One wrk run, with the server's CPU time (all of `pids`) over it."""
-        before = tree_cpu_seconds(pids)
+        redis = [self.redis_pid] if self.redis_pid is not None else []
+        before, redis_before = tree_cpu_seconds(pids), tree_cpu_seconds(redis)
         process = self.wrk(url, duration=duration, connections=connections, headers=headers)
         output, _ = process.communicate()
-        cpu = tree_cpu_seconds(pids) - before
+        cpu, redis_cpu = tree_cpu_seconds(pids) - before, tree_cpu_seconds(redis) - redis_before
         result = parse_wrk(name, output)
         result.cpu_s = cpu
+        if redis:
+            result.redis_cpu_s = redis_cpu
         return result
 
 
@@ -483,6 +494,7 @@ def summarize(name: str, rounds: list[dict[str, Result]]) -> Summary:
         healthz_ratio=median(to_healthz),
         healthz_cpu_ratio=median(cpu_to_healthz),
         cpu_us=median(r.cpu_us for r in own),
+        redis_us=median(r.redis_us for r in own),
         core=median(r.cpu_s / r.seconds if r.seconds else math.nan for r in own),
         errors=sum(r.errors for r in own),
     )
@@ -534,7 +546,7 @@ def median_login_round(rounds: list[LoginRound]) -> LoginRound:
 HEADER = (
     f"{'route':25} {'req/s':>7} {'p50 ms':>6} {'p99 ms':>6} {'p99/50':>6} "
     f"{'/bare':>5} {'(min-max)':>11} {'cpu':>4} {'/healthz':>8} {'cpu':>4} "
-    f"{'us/req':>6} {'core':>4} {'errors':>6}"
+    f"{'us/req':>6} {'redis':>5} {'core':>4} {'errors':>6}"
 )
 
 
@@ -545,12 +557,12 @@ def print_table(summaries: list[Summary], login: Result | None) -> None:
             f"{s.name:25} {s.rps:7.0f} {s.p50_ms:6.2f} {s.p99_ms:6.2f} {s.tail:6.1f} "
             f"{s.ratio:5.2f} {f'({s.ratio_min:.2f}-{s.ratio_max:.2f})':>11} "
             f"{s.cpu_ratio:4.2f} {s.healthz_ratio:8.2f} {s.healthz_cpu_ratio:4.2f} "
-            f"{s.cpu_us:6.0f} {s.core:4.0%} {s.errors:6d}"
+            f"{s.cpu_us:6.0f} {s.redis_us:5.0f} {s.core:4.0%} {s.errors:6d}"
         )
     if login is not None:
         print(
             f"{login.name:25} {login.rps:7.1f} {login.p50_ms:6.0f} {login.p99_ms:6.0f} "
-            f"{login.p99_ms / login.p50_ms:6.1f} {'':40} {login.cpu_us:6.0f} {'':4} "
+            f"{login.p99_ms / login.p50_ms:6.1f} {'':40} {login.cpu_us:6.0f} {'':10} "
             f"{login.errors:6d}"
         )
     print(
@@ -558,8 +570,9 @@ def print_table(summaries: list[Summary], login: Result | None) -> None:
         "rounds; /healthz = the same against the app's /healthz;\ncpu = the same ratio by "
         "server CPU per request (reference CPU/req / route CPU/req): the share of the "
         "reference's throughput a CPU-bound worker reaches;\nus/req = server CPU "
-        "microseconds per request; core = share of one core the server used (near 100%: the "
-        "server was the bottleneck); p99/50 = median of per-round p99 / p50"
+        "microseconds per request; redis = the private Redis's CPU microseconds per request;\n"
+        "core = share of one core the server used (near 100%: the server was the bottleneck); "
+        "p99/50 = median of per-round p99 / p50"
     )
 
 
@@ -576,7 +589,7 @@ def print_login(rounds: list[LoginRound], hash_ms: float, cores: int) -> None:
     login_target = 0.9 * cores / (hash_ms / 1000)
     print(f"/healthz p99 under login load, median over rounds: x{factor:.2f} (target <= 3)")
     print(
-        f"one Argon2id hash: {hash_ms:.1f} ms; login target 0.9 x {cores} server cores / hash = "
+        f"one Argon2id hash: {hash_ms:.1f} ms; login target 0.9 x {cores} server core(s) / hash = "
         f"{login_target:.1f}/s; measured {rate:.1f}/s, median over rounds "
         f"({rate / login_target:.2f} of target)"
     )
@@ -654,6 +667,15 @@ def check_tools(pin: bool) -> None:
         raise SystemExit("taskset is missing (util-linux), or run with --no-pin")
 
 
+def local_cache_note(choice: str) -> str:
+    """The --local-cache choice, and whether this Bastion has the setting it sets at all."""
+    from bastion.settings import Settings
+
+    if "redis_local_cache" not in Settings.model_fields:
+        return f"{choice} (no effect: this Bastion has no redis_local_cache setting)"
+    return choice
+
+
 def revision() -> str:
     """The commit measured, with a mark when the working tree differs from it."""
     try:
@@ -665,7 +687,7 @@ def revision() -> str:
             cwd=BENCH,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "src"],
+            ["git", "status", "--porcelain", "src"],
             capture_output=True,
             text=True,
             check=True,
@@ -680,7 +702,6 @@ def main() -> int:
     args = parse_args()
     check_tools(not args.no_pin)
     pinning = Pinning(None, None) if args.no_pin else Pinning(args.server_cpus, args.load_cpus)
-    load = Load(pinning)
 
     workdir = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
     redis: subprocess.Popen[bytes] | None = None
@@ -690,6 +711,7 @@ def main() -> int:
             redis_url = args.redis_url
         else:
             redis, redis_url = start_redis(workdir, pinning)
+        load = Load(pinning, redis_pid=redis.pid if redis else None)
         port = free_port()
         server, _ = start_server(
             workdir, redis_url, port, pinning=pinning, local_cache=args.local_cache
@@ -712,7 +734,7 @@ def main() -> int:
             f"{args.rounds} rounds x {args.duration}s per route (rotated order), "
             f"{args.connections} connections, 1 uvicorn worker, Redis stores "
             f"({'private redis-server' if redis else redis_url}), local cache "
-            f"{args.local_cache}; {pinning.describe()}\n"
+            f"{local_cache_note(args.local_cache)}; {pinning.describe()}\n"
         )
         print_table(summaries, median_login_round(login_rounds)[2] if login_rounds else None)
         if login_rounds:

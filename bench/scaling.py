@@ -183,7 +183,7 @@ def report(args: argparse.Namespace, rounds: list[dict[str, Sample]], names: lis
         f"\nBastion scaling {time.strftime('%Y-%m-%d %H:%M %Z')}, commit {run.revision()}: "
         f"/api/me by session cookie, {args.rounds} rounds x {args.duration}s (rotated order), "
         f"{args.connections} connections, wrk -t{args.wrk_threads}, local cache "
-        f"{args.local_cache}, {os.cpu_count()} cpus\n"
+        f"{run.local_cache_note(args.local_cache)}, {os.cpu_count()} cpus\n"
     )
     print(
         f"{'layout':38} {'req/s':>7} {'p50 ms':>6} {'p99 ms':>6} {'us/req':>6} "
