@@ -66,6 +66,13 @@ class Sample:
     wrk_cpu_s: float
     redis_cpu_s: float | None
     worker_cpu_s: list[float]
+    machine_cpu_s: float  # every process on the machine, from /proc/stat
+
+    @property
+    def other_cpu_s(self) -> float:
+        """CPU the machine spent on anything but the server, wrk and the private Redis."""
+        ours = self.server_cpu_s + self.wrk_cpu_s + (self.redis_cpu_s or 0.0)
+        return max(0.0, self.machine_cpu_s - ours)
 
     @property
     def server_us(self) -> float:
@@ -93,6 +100,13 @@ def set_cores(pids: list[int], cpus: set[int] | None) -> None:
                 os.sched_setaffinity(int(task.name), target)
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (all cpus; /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / run.CLOCK_TICKS
+
+
 def wrk_with_rusage(command: subprocess.Popen[str]) -> tuple[str, float]:
     """wrk's output and the CPU seconds it used (from wait4's rusage)."""
     assert command.stdout is not None
@@ -117,6 +131,7 @@ def measure(
         set_cores([redis_pid], load)
     workers = [run.cpu_seconds(pid) for pid in server.pids]
     redis_before = run.cpu_seconds(redis_pid) if redis_pid is not None else 0.0
+    machine_before = machine_busy_seconds()
     wrk = run.Load(run.Pinning(None, layout.load_cpus), threads).wrk(
         f"{server.base}/api/me",
         duration=duration,
@@ -124,13 +139,15 @@ def measure(
         headers={"Cookie": server.cookie},
     )
     output, wrk_cpu = wrk_with_rusage(wrk)
+    machine_cpu = machine_busy_seconds() - machine_before
     pairs = zip(server.pids, workers, strict=True)
     worker_cpu = [run.cpu_seconds(pid) - before for pid, before in pairs]
     redis_cpu = run.cpu_seconds(redis_pid) - redis_before if redis_pid is not None else None
     result = run.parse_wrk(layout.name, output)
     if result.errors or not result.requests:
         raise SystemExit(f"{layout.name}: {result.errors} errors of {result.requests}")
-    return Sample(result, sum(worker_cpu), wrk_cpu, redis_cpu, worker_cpu[1:] or worker_cpu)
+    workers_only = worker_cpu[1:] or worker_cpu
+    return Sample(result, sum(worker_cpu), wrk_cpu, redis_cpu, workers_only, machine_cpu)
 
 
 def start(
@@ -187,7 +204,7 @@ def report(args: argparse.Namespace, rounds: list[dict[str, Sample]], names: lis
     )
     print(
         f"{'layout':38} {'req/s':>7} {'p50 ms':>6} {'p99 ms':>6} {'us/req':>6} "
-        f"{'server':>6} {'wrk':>5} {'redis':>5}  per worker"
+        f"{'server':>6} {'wrk':>5} {'redis':>5} {'other':>5}  per worker"
     )
     for name in names:
         own = [r[name] for r in rounds]
@@ -203,11 +220,14 @@ def report(args: argparse.Namespace, rounds: list[dict[str, Sample]], names: lis
             f"{median(s.server_us for s in own):6.0f} "
             f"{median(s.core(s.server_cpu_s) for s in own):6.0%} "
             f"{median(s.core(s.wrk_cpu_s) for s in own):5.0%} "
-            f"{f'{median(redis):.0%}' if redis else '-':>5}  {split}"
+            f"{f'{median(redis):.0%}' if redis else '-':>5} "
+            f"{median(s.core(s.other_cpu_s) for s in own):5.0%}  {split}"
         )
     print(
         "\nus/req = server CPU per request, all its processes; server, wrk, redis = CPU used "
-        "during the measurement, in shares of one core; per worker = each worker's share"
+        "during the measurement, in shares of one core; other = the rest of the machine's\n"
+        "busy CPU then (other processes, interrupts; near 0% on a quiet machine); per worker = "
+        "each worker's share"
     )
     n = args.workers
     goal = SCALING_TARGET * n
