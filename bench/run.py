@@ -356,6 +356,19 @@ def start_server(
     return server, env
 
 
+def forget(redis_url: str, prefix: str) -> None:
+    """Delete the run's keys from a Redis that outlives it (--redis-url)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start : start + 1000])
+    finally:
+        client.close()
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -743,6 +756,8 @@ def main() -> int:
     finally:
         if server is not None:
             stop(server)
+            if args.redis_url:
+                forget(args.redis_url, f"bench-{port}")
         if redis is not None:
             stop(redis)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -324,6 +324,8 @@ def main() -> int:
     finally:
         for server in servers.values():
             run.stop(server.process)
+            if args.redis_url:  # the server's prefix is bench-<its port>
+                run.forget(args.redis_url, f"bench-{server.base.rpartition(':')[2]}")
         if redis is not None:
             run.stop(redis)
         shutil.rmtree(workdir, ignore_errors=True)
