@@ -88,7 +88,7 @@ CacheScope = Literal["user", "role", "public"]
 Source = Literal["hit", "miss", "shared", "uncached"]
 
 # Part of every key: a change of the key or value format leaves older entries unreachable.
-FORMAT = "c2"
+FORMAT = "c3"
 _TAG = "$t"
 _SAFE_IDENT = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 

@@ -48,7 +48,9 @@ tasks; those are passed through untouched and get no caching headers.
 from __future__ import annotations
 
 import functools
+import hashlib
 import inspect
+import json
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -56,17 +58,20 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
 from fastapi import BackgroundTasks, Request, Response
+from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.utils import get_typed_signature
 from fastapi.params import Cookie, Depends, Header
+from fastapi.routing import APIRoute, serialize_response
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
+from fastapi.utils import is_body_allowed_for_status_code
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from bastion.asgi.language import request_language
-from bastion.cache import Cache, CacheKey, CacheScope, Computed
+from bastion.cache import Cache, CacheKey, CacheScope, Computed, dumps, loads
 from bastion.fastapi.dependencies import (
     Principal,
     is_principal_dependency,
@@ -95,6 +100,13 @@ LANGUAGE_VARY = ("Accept-Language", "Cookie")
 LANGUAGE_KEY = "bastion:language"
 # Headers that carry credentials; a dependency reading one of them reads who is calling.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+# The Vary header of an answer whose endpoint set none (nearly all of them), per scope.
+PRIVATE_VARY = ", ".join((*(v.strip() for v in VARY.split(",")), *LANGUAGE_VARY))
+PUBLIC_VARY = ", ".join(LANGUAGE_VARY)
+# Keys built per wrapper, by (identity, language), for endpoints without vary=: a key is a
+# pure function of those, and building one (canonical JSON and a SHA-256) costs more
+# than the rest of a hit's own work. Emptied when full.
+KEY_MEMO_SIZE = 4096
 
 
 class CacheScopeError(AttributeError):
@@ -207,6 +219,25 @@ def cached(
         plan = _plan(endpoint, scope, vary_names)
         key_name = name or f"{endpoint.__module__}.{endpoint.__qualname__}"
         is_async = inspect.iscoroutinefunction(endpoint)
+        keys: dict[tuple[Any, str | None], CacheKey] = {}
+
+        def key_for(principal: Principal | None, varied: dict[str, Any]) -> CacheKey:
+            user_id = principal.user_id if principal and scope == "user" else None
+            roles = principal.roles if principal and scope == "role" else None
+            if vary_names:
+                return CacheKey.build(
+                    key_name, scope=scope, user_id=user_id, roles=roles, vary=varied
+                )
+            memo = (user_id if scope == "user" else roles, varied.get(LANGUAGE_KEY))
+            key = keys.get(memo)
+            if key is None:
+                if len(keys) >= KEY_MEMO_SIZE:
+                    keys.clear()
+                key = CacheKey.build(
+                    key_name, scope=scope, user_id=user_id, roles=roles, vary=varied
+                )
+                keys[memo] = key
+            return key
 
         async def call(kwargs: dict[str, Any]) -> Any:
             if is_async:
@@ -233,19 +264,17 @@ def cached(
             varied = {n: kwargs[n] for n in vary_names}
             if (language := request_language(request.scope)) is not None:
                 varied[LANGUAGE_KEY] = language
-            key = CacheKey.build(
-                key_name,
-                scope=scope,
-                user_id=principal.user_id if principal and scope == "user" else None,
-                roles=principal.roles if principal and scope == "role" else None,
-                vary=varied,
-            )
+            key = key_for(principal, varied)
+            rendering = _rendering(request.scope.get("route"))
             ran: list[Any] = []
 
             async def compute() -> Computed[dict[str, Any]]:
+                # What the dependencies put on the injected response: they run on every
+                # request, hit or miss, so only what the endpoint adds is kept.
+                before = list(response.raw_headers)
                 result = await call(kwargs)
                 ran.append(result)
-                return _payload(result, response)
+                return await _payload(result, response, rendering, before)
 
             fetched = await get_cache(request).fetch(key, compute, ttl=ttl)
             max_age = max(0, int(ttl - fetched.age))
@@ -255,7 +284,7 @@ def cached(
                     target = result.headers if isinstance(result, Response) else response.headers
                     _caching_headers(target, scope, max_age)
                 return result
-            return _replay(fetched.value, response, scope, max_age)
+            return _replay(fetched.value, response, scope, max_age, rendering)
 
         wrapper.__signature__ = plan.signature  # type: ignore[attr-defined]
         return typing.cast(F, wrapper)
@@ -526,15 +555,95 @@ def _forbids_storing(headers: MutableHeaders) -> bool:
     return "no-store" in headers.get("cache-control", "").lower()
 
 
-def _header_list(headers: MutableHeaders, *, skip: frozenset[str] = frozenset()) -> list[Any]:
+def _header_list(
+    headers: MutableHeaders | list[tuple[bytes, bytes]], *, skip: frozenset[str] = frozenset()
+) -> list[Any]:
+    raw = headers.raw if isinstance(headers, MutableHeaders) else headers
     return [
         [k.decode("latin-1"), v.decode("latin-1")]
-        for k, v in headers.raw
+        for k, v in raw
         if k.decode("latin-1").lower() not in skip
     ]
 
 
-def _payload(result: Any, response: Response) -> Computed[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class _Rendering:
+    """How FastAPI turns a route's return value into a body on its default path (a
+    response model, or the return annotation, and no ``response_class``): pydantic's
+    serialisation straight to JSON bytes. A cached answer keeps those bytes, so a hit is
+    answered with them: no decoding of the value, no validation, no serialisation.
+
+    ``fingerprint`` names what shapes the bytes (the route, its status code, its response
+    model's schema and options): bytes rendered under another one (the same function
+    under two routes, an older release sharing the store) are never served as they are.
+    """
+
+    route: APIRoute
+    fingerprint: str
+
+    async def body(self, value: Any) -> bytes:
+        route = self.route
+        body: bytes = await serialize_response(
+            field=route.response_field,
+            response_content=value,
+            include=route.response_model_include,
+            exclude=route.response_model_exclude,
+            by_alias=route.response_model_by_alias,
+            exclude_unset=route.response_model_exclude_unset,
+            exclude_defaults=route.response_model_exclude_defaults,
+            exclude_none=route.response_model_exclude_none,
+            is_coroutine=True,
+            dump_json=True,
+        )
+        return body
+
+
+# FastAPI renders to bytes (dump_json) from 0.130 or so; before, through jsonable_encoder
+# and the response class, which this does not reproduce: such versions replay the value.
+_RENDERS_JSON = "dump_json" in inspect.signature(serialize_response).parameters
+# Where a route keeps its rendering, worked out on its first request (routes compare by
+# value, so they cannot be keys of a dict).
+_RENDERING_ATTRIBUTE = "_bastion_cache_rendering"
+
+
+def _rendering(route: object) -> _Rendering | None:
+    """The rendering of ``route`` when FastAPI's default JSON path answers it, else None."""
+    if not isinstance(route, APIRoute):
+        return None
+    if hasattr(route, _RENDERING_ATTRIBUTE):
+        known: _Rendering | None = getattr(route, _RENDERING_ATTRIBUTE)
+        return known
+    rendering = None
+    field = route.response_field
+    if _RENDERS_JSON and field is not None and isinstance(route.response_class, DefaultPlaceholder):
+        try:
+            schema: Any = field._type_adapter.json_schema(mode="serialization")
+        except Exception:  # a type without a schema: its name will do
+            schema = repr(field.field_info.annotation)
+        shape = [
+            route.path_format,
+            sorted(route.methods or ()),
+            route.status_code,
+            schema,
+            repr(route.response_model_include),
+            repr(route.response_model_exclude),
+            route.response_model_by_alias,
+            route.response_model_exclude_unset,
+            route.response_model_exclude_defaults,
+            route.response_model_exclude_none,
+        ]
+        text = json.dumps(shape, sort_keys=True, default=repr)
+        rendering = _Rendering(route, hashlib.sha256(text.encode()).hexdigest()[:32])
+    setattr(route, _RENDERING_ATTRIBUTE, rendering)
+    return rendering
+
+
+async def _payload(
+    result: Any,
+    response: Response,
+    rendering: _Rendering | None,
+    before: list[tuple[bytes, bytes]] = [],  # noqa: B006 - never changed
+) -> Computed[dict[str, Any]]:
     """What to keep of one run of the endpoint, and whether it may be kept at all.
 
     Only what the endpoint (and its dependencies, through the shared injected Response)
@@ -545,6 +654,11 @@ def _payload(result: Any, response: Response) -> Computed[dict[str, Any]]:
     is keyed by the principal the request authenticated as (or is public), the cookie
     is re-decided per request by the middleware, and an anonymous caller of a user- or
     role-scoped route is never cached at all.
+
+    A value answered on FastAPI's default JSON path is kept twice, as text: the body
+    FastAPI renders from it (what a hit answers with) and its :func:`bastion.cache.dumps`
+    encoding (what a hit through another rendering decodes); either way the entry's
+    envelope decodes in one ``json.loads`` of a few strings.
     """
     if isinstance(result, Response):
         storable = (
@@ -569,15 +683,37 @@ def _payload(result: Any, response: Response) -> Computed[dict[str, Any]]:
         and not _sets_cookie(response.headers)
         and not _forbids_storing(response.headers)
     )
-    data = {
-        "value": result,
+    added = list(response.raw_headers)
+    for header in before:
+        if header in added:
+            added.remove(header)
+    data: dict[str, Any] = {
         "status": status,
-        "headers": _header_list(response.headers, skip=frozenset({"cache-control", "vary"})),
+        "headers": _header_list(added, skip=frozenset({"cache-control", "vary"})),
     }
+    if rendering is None or not storable:
+        data["value"] = result
+        return Computed(data, store=storable)
+    # Encoded first: a value the cache cannot keep fails as it would without a rendering.
+    data["encoded"] = dumps(result).decode("ascii")
+    try:
+        rendered = await rendering.body(result)
+    except Exception:  # FastAPI reports it on this request's own answer
+        del data["encoded"]
+        data["value"] = result
+        return Computed(data, store=storable)
+    data["json"] = rendered.decode("utf-8")
+    data["rendering"] = rendering.fingerprint
     return Computed(data, store=storable)
 
 
-def _replay(payload: dict[str, Any], response: Response, scope: CacheScope, max_age: int) -> Any:
+def _replay(
+    payload: dict[str, Any],
+    response: Response,
+    scope: CacheScope,
+    max_age: int,
+    rendering: _Rendering | None,
+) -> Any:
     """Answer a request from a stored (or concurrently computed) payload."""
     if "response" in payload:
         stored = payload["response"]
@@ -592,7 +728,23 @@ def _replay(payload: dict[str, Any], response: Response, scope: CacheScope, max_
     for k, v in payload["headers"]:
         response.headers.append(k, v)
     _caching_headers(response.headers, scope, max_age)
-    return payload["value"]
+    if "value" in payload:
+        return payload["value"]
+    if rendering is None or payload["rendering"] != rendering.fingerprint:
+        return loads(payload["encoded"].encode("ascii"))
+    # What FastAPI's default path builds from a value (fastapi.routing.get_request_handler):
+    # the route's status code unless the injected response set one, the body dropped for
+    # a status that has none, the injected response's headers after its own.
+    status_code = response.status_code or rendering.route.status_code
+    answer = Response(
+        content=payload["json"].encode("utf-8"),
+        media_type="application/json",
+        status_code=status_code or 200,  # Response's own default, as FastAPI leaves it
+    )
+    if not is_body_allowed_for_status_code(answer.status_code):
+        answer.body = b""
+    answer.raw_headers.extend(response.headers.raw)
+    return answer
 
 
 def _caching_headers(headers: MutableHeaders, scope: CacheScope, max_age: int) -> None:
@@ -601,15 +753,18 @@ def _caching_headers(headers: MutableHeaders, scope: CacheScope, max_age: int) -
     # max-age=0 since it costs nothing.
     if scope == "public":
         headers["Cache-Control"] = f"public, max-age={max_age}"
-        _add_vary(headers, LANGUAGE_VARY)
+        _add_vary(headers, LANGUAGE_VARY, PUBLIC_VARY)
         return
     headers["Cache-Control"] = f"private, max-age={max_age}"
-    _add_vary(headers, (*(v.strip() for v in VARY.split(",")), *LANGUAGE_VARY))
+    _add_vary(headers, (*(v.strip() for v in VARY.split(",")), *LANGUAGE_VARY), PRIVATE_VARY)
 
 
-def _add_vary(headers: MutableHeaders, names: Sequence[str]) -> None:
+def _add_vary(headers: MutableHeaders, names: Sequence[str], alone: str) -> None:
     """Add ``names`` to the ``Vary`` header (one line, each name once; what the endpoint
-    put there is kept)."""
+    put there is kept); ``alone`` is the header when there was none."""
+    if "vary" not in headers:
+        headers["Vary"] = alone
+        return
     values = [v.strip() for line in headers.getlist("vary") for v in line.split(",")]
     values = [v for v in values if v]
     present = {v.lower() for v in values}
