@@ -11,7 +11,6 @@ import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.exceptions import ConfigError
@@ -70,15 +69,22 @@ def content_security_policy(
 ) -> str:
     """Bastion's policy, with ``sources`` (already checked by :class:`CSPAdditions`) added
     to their directives."""
+    parts = _policy_parts(sources) if sources else _DEFAULT_PARTS
+    return NONCE.format(nonce=nonce).join(parts)
+
+
+def _policy_parts(sources: Mapping[str, tuple[str, ...]] | None) -> list[str]:
+    """The policy as the text around its nonce sources (the nonce is new per response)."""
     directives = {name: values for name, values in POLICY}
     for name, extra in (sources or {}).items():
         base = directives.get(name, directives["default-src"])
         directives[name] = tuple(dict.fromkeys(base + extra))
-    nonce_source = NONCE.format(nonce=nonce)
-    return "; ".join(
-        " ".join([name, *(nonce_source if v == NONCE else v for v in values)])
-        for name, values in directives.items()
-    )
+    policy = "; ".join(" ".join([name, *values]) for name, values in directives.items())
+    return policy.split(NONCE)
+
+
+# Bastion's own policy, the one nearly every response gets: split once, not per response.
+_DEFAULT_PARTS = _policy_parts(None)
 
 
 class CSPAdditions:
@@ -192,6 +198,15 @@ class SecurityHeadersMiddleware:
         self.hsts = hsts
         self.csp_additions = csp_additions or CSPAdditions()
         self.keeps_own_csp = keeps_own_csp
+        # security_headers() as raw ASGI pairs, in its order; None marks the policy, which
+        # carries the response's nonce.
+        self._encoded: list[tuple[bytes, bytes | None]] = [
+            (
+                name.lower().encode("latin-1"),
+                None if name == "Content-Security-Policy" else value.encode("latin-1"),
+            )
+            for name, value in security_headers("", hsts=hsts).items()
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -206,12 +221,17 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                sources = scope.get(CSP_SOURCES_KEY)
-                for name, value in security_headers(
-                    nonce, hsts=self.hsts, csp_sources=sources
-                ).items():
-                    headers.setdefault(name, value)
+                # MutableHeaders.setdefault for each of security_headers(), in one pass
+                # over the response's headers instead of one per header.
+                raw = message["headers"] = list(message.get("headers", ()))
+                present = {name for name, _ in raw}
+                for name, value in self._encoded:
+                    if name in present:
+                        continue
+                    if value is None:
+                        policy = content_security_policy(nonce, scope.get(CSP_SOURCES_KEY))
+                        value = policy.encode("latin-1")
+                    raw.append((name, value))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
