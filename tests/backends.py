@@ -13,9 +13,13 @@ import pytest
 from bastion.clock import FakeClock
 from bastion.db import create_engine
 from bastion.stores import MemoryStore, RedisStore, SQLStore, Store, create_redis_client
+from bastion.stores.redis_tracking import LocalCopies
 from bastion.stores.sql import create_store_tables
 
-REDIS_BACKENDS = ("redis", "redis-cluster")
+# "-local": the same server with process-local copies of the store's keys in front of it
+# (bastion.stores.redis_tracking), as services.open_services sets up by default.
+REDIS_BACKENDS = ("redis", "redis-cluster", "redis-local", "redis-cluster-local")
+LIVE_TIMEOUT = 5.0  # for the local copies' invalidation connections to subscribe
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class Backend:
 
 
 def backend_param(name: str) -> object:
-    marks = {"postgres": "postgres", "redis": "redis", "redis-cluster": "redis"}
+    marks = {"postgres": "postgres", **dict.fromkeys(REDIS_BACKENDS, "redis")}
     if name in marks:
         return pytest.param(name, marks=pytest.mark.backend(marks[name]))
     return pytest.param(name)
@@ -45,11 +49,11 @@ def resolve_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return Backend(name, f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
     if name == "postgres":
         return Backend(name, request.getfixturevalue("postgres_url"))
-    if name == "redis":
+    if name in ("redis", "redis-local"):
         return Backend(
             name, request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
         )
-    if name == "redis-cluster":
+    if name in ("redis-cluster", "redis-cluster-local"):
         # The cluster belongs to this run alone and goes away with it: any prefix will do.
         return Backend(name, request.getfixturevalue("redis_cluster_url"), "contract")
     return Backend(name)
@@ -83,6 +87,17 @@ async def open_store(
         await sql_root.aclose()
     else:
         client = create_redis_client(backend.url)
-        redis_root = RedisStore(client, namespace=backend.redis_prefix, owns_client=True)
+        local = None
+        if backend.name.endswith("-local"):
+            # Covers every key of the test's namespace, children included.
+            local = LocalCopies(client, [f"{backend.redis_prefix}:{namespace}:"])
+            if not await local.wait_live(LIVE_TIMEOUT):
+                await client.aclose()
+                raise RuntimeError("the local copies' invalidation connection did not subscribe")
+        redis_root = RedisStore(
+            client, namespace=backend.redis_prefix, owns_client=True, local=local
+        )
         yield redis_root.child(namespace)
+        if local is not None:
+            await local.aclose()
         await redis_root.aclose()

@@ -1,9 +1,10 @@
-"""Fixtures of the store contract suite: every test runs on each of the five backends.
+"""Fixtures of the store contract suite: every test runs on each of the seven backends.
 
 ``store`` is a fresh namespace on memory, SQLite, PostgreSQL, Redis or a three-master Redis
-Cluster (started for the run by ``redis_cluster_url``); ``elapse`` lets time pass: a
-:class:`FakeClock` jump for memory and SQL, a real sleep for Redis (whose expiry runs on the
-server's clock).
+Cluster (started for the run by ``redis_cluster_url``), the two Redis ones also with the
+process-local copies in front (``redis-local``, ``redis-cluster-local``); ``elapse`` lets
+time pass: a :class:`FakeClock` jump for memory and SQL, a real sleep for Redis (whose
+expiry runs on the server's clock).
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ Elapse = Callable[[float], Awaitable[None]]
 
 @pytest.fixture(
     params=[
-        backend_param(name) for name in ("memory", "sqlite", "postgres", "redis", "redis-cluster")
+        backend_param(name)
+        for name in (
+            "memory",
+            "sqlite",
+            "postgres",
+            "redis",
+            "redis-cluster",
+            "redis-local",
+            "redis-cluster-local",
+        )
     ]
 )
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:

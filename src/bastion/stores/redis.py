@@ -7,6 +7,11 @@ contain braces. TTLs travel in milliseconds so fractions of a second work.
 
 On standalone Redis and Sentinel, reads (``get``, ``get_many``) that are ready in the same
 event-loop turn go out together as one MGET (:mod:`bastion.stores.redis_batch`).
+
+With ``local=`` (:class:`~bastion.stores.redis_tracking.LocalCopies`), reads of the keys it
+covers are answered from process-local copies that Redis's invalidations keep exact;
+misses are read together with their PTTL (one script per batch, or per slot on Cluster),
+and every write of a covered key evicts its copy before and after the write.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from bastion.exceptions import StoreUnavailable
 from bastion.stores.base import NO_EXPIRY, check_ttl
 from bastion.stores.redis_batch import ReadBatcher
+from bastion.stores.redis_tracking import LocalCopies
 
 _REDIS_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 
@@ -52,6 +58,21 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 redis.call('PERSIST', KEYS[1])
 return 1
+"""
+
+# The local copies' reads: each value with its PTTL, so a copy never outlives its key.
+# A key of another type reads as absent, as in MGET.
+_GET_WITH_PTTL = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' then
+    value = false
+  end
+  out[2 * i - 1] = value
+  out[2 * i] = redis.call('PTTL', key)
+end
+return out
 """
 
 _SADD_WITH_TTL = """
@@ -108,6 +129,7 @@ class RedisStore:
         *,
         timeout: float = 2.0,
         owns_client: bool = False,
+        local: LocalCopies | None = None,
     ) -> None:
         if client.get_encoder().decode_responses:
             raise ValueError("RedisStore needs a client with decode_responses=False")
@@ -124,6 +146,13 @@ class RedisStore:
         self._incr = client.register_script(_INCR)
         self._persist = client.register_script(_PERSIST)
         self._sadd_with_ttl = client.register_script(_SADD_WITH_TTL)
+        self._get_with_pttl = client.register_script(_GET_WITH_PTTL)
+        self._local = local
+        self._tracked_batcher = (
+            None
+            if isinstance(client, RedisCluster) or local is None
+            else ReadBatcher(client, timeout=timeout, fetch=self._read_with_pttl, width=2)
+        )
 
     def __repr__(self) -> str:
         return f"RedisStore(namespace={self._namespace!r})"
@@ -142,8 +171,15 @@ class RedisStore:
         return f"{self._namespace}:{key}"
 
     @asynccontextmanager
-    async def _guard(self) -> AsyncIterator[None]:
-        """Bound the block by the timeout and turn every failure into StoreUnavailable."""
+    async def _guard(self, *written: str) -> AsyncIterator[None]:
+        """Bound the block by the timeout and turn every failure into StoreUnavailable.
+
+        ``written`` are the full keys the block writes: their local copies are evicted
+        before and after it (after also when it fails: the write may have happened)."""
+        local = self._local
+        if local is not None:
+            for key in written:
+                local.evict(key)
         try:
             async with asyncio.timeout(self._timeout):
                 if isinstance(self._client, RedisCluster):
@@ -156,6 +192,10 @@ class RedisStore:
                 yield
         except _REDIS_ERRORS as exc:
             raise self._unavailable(exc) from None
+        finally:
+            if local is not None:
+                for key in written:
+                    local.evict(key)
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         # Raise it `from None`: redis-py messages name the host and sometimes the key.
@@ -171,7 +211,48 @@ class RedisStore:
 
     # -- the Store contract ----------------------------------------------------------
 
+    async def _read_with_pttl(self, keys: list[str]) -> list[Any]:
+        """[value, pttl, value, pttl, ...] of ``keys``, which share a slot on Cluster."""
+        return cast(list[Any], await self._get_with_pttl(keys=keys))
+
+    async def _read_tracked(self, local: LocalCopies, full: list[str]) -> list[bytes | None]:
+        """Values of covered keys that had no local copy, kept locally when still exact."""
+        token = local.begin()  # before sending: what arrives after it may spoil the read
+        if self._tracked_batcher is not None:
+            try:
+                flat = await self._tracked_batcher.get(full)
+            except _REDIS_ERRORS as exc:
+                raise self._unavailable(exc) from None
+        else:
+            async with self._guard():
+                if len(full) == 1:
+                    flat = await self._read_with_pttl(full)
+                else:
+                    encode = cast(Callable[[str], bytes], self._client.get_encoder().encode)
+                    by_slot: dict[int, list[str]] = {}
+                    for key in dict.fromkeys(full):
+                        by_slot.setdefault(key_slot(encode(key)), []).append(key)
+                    groups = list(by_slot.values())
+                    # One script per slot, sent to the nodes concurrently.
+                    answers = await asyncio.gather(*(self._read_with_pttl(g) for g in groups))
+                    found: dict[str, tuple[Any, Any]] = {}
+                    for group, answer in zip(groups, answers, strict=True):
+                        for i, key in enumerate(group):
+                            found[key] = (answer[2 * i], answer[2 * i + 1])
+                    flat = [item for key in full for item in found[key]]
+        values = cast(list[bytes | None], flat[0::2])
+        local.fill(token, full, values, [int(p) for p in flat[1::2]])
+        return values
+
     async def get(self, key: str) -> bytes | None:
+        local = self._local
+        if local is not None:
+            full = self._key(key)
+            if full.startswith(local.prefixes):
+                found = local.get(full)
+                if found is not None:
+                    return found
+                return (await self._read_tracked(local, [full]))[0]
         if self._batcher is not None:
             (found,) = await self._batched(self._batcher, [self._key(key)])
             return found
@@ -183,6 +264,31 @@ class RedisStore:
         if not keys:
             return []
         full = [self._key(k) for k in keys]
+        local = self._local
+        if local is not None and any(k.startswith(local.prefixes) for k in full):
+            return await self._get_many_tracked(local, full)
+        return await self._get_many_remote(full)
+
+    async def _get_many_tracked(self, local: LocalCopies, full: list[str]) -> list[bytes | None]:
+        answers: dict[str, bytes | None] = {}
+        tracked: list[str] = []
+        remote: list[str] = []
+        for key in dict.fromkeys(full):
+            if not key.startswith(local.prefixes):
+                remote.append(key)
+                continue
+            found = local.get(key)
+            if found is None:
+                tracked.append(key)
+            else:
+                answers[key] = found
+        if tracked:
+            answers.update(zip(tracked, await self._read_tracked(local, tracked), strict=True))
+        if remote:
+            answers.update(zip(remote, await self._get_many_remote(remote), strict=True))
+        return [answers[key] for key in full]
+
+    async def _get_many_remote(self, full: list[str]) -> list[bytes | None]:
         if self._batcher is not None:
             return await self._batched(self._batcher, full)
         async with self._guard():
@@ -199,47 +305,53 @@ class RedisStore:
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         check_ttl(ttl)
         px = None if ttl is None else _ms(ttl)
-        async with self._guard():
-            await self._client.set(self._key(key), value, px=px)  # SET clears an old TTL
+        full = self._key(key)
+        async with self._guard(full):
+            await self._client.set(full, value, px=px)  # SET clears an old TTL
 
     async def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         check_ttl(ttl)
         px = None if ttl is None else _ms(ttl)
-        async with self._guard():
-            stored = await self._client.set(self._key(key), value, px=px, nx=True)
+        full = self._key(key)
+        async with self._guard(full):
+            stored = await self._client.set(full, value, px=px, nx=True)
         return bool(stored)
 
     async def replace(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         check_ttl(ttl)
         px = None if ttl is None else _ms(ttl)
-        async with self._guard():
-            stored = await self._client.set(self._key(key), value, px=px, xx=True)
+        full = self._key(key)
+        async with self._guard(full):
+            stored = await self._client.set(full, value, px=px, xx=True)
         return bool(stored)
 
     async def pop(self, key: str) -> bytes | None:
-        async with self._guard():
-            value = await self._client.getdel(self._key(key))
+        full = self._key(key)
+        async with self._guard(full):
+            value = await self._client.getdel(full)
         return cast(bytes | None, value)
 
     async def delete(self, *keys: str) -> int:
         if not keys:
             return 0
-        async with self._guard():
-            if len(keys) == 1:
-                deleted: int = await self._client.delete(self._key(keys[0]))
+        full = [self._key(key) for key in keys]
+        async with self._guard(*full):
+            if len(full) == 1:
+                deleted: int = await self._client.delete(full[0])
                 return deleted
             # One DEL per key: on Cluster the keys may live in different slots.
             pipe = self._client.pipeline(transaction=False)
-            for key in keys:
-                pipe.delete(self._key(key))
+            for one in full:
+                pipe.delete(one)
             results: list[int] = await pipe.execute()
         return sum(results)
 
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         check_ttl(ttl)
         px = "" if ttl is None else str(_ms(ttl))
-        async with self._guard():
-            value = await self._incr(keys=[self._key(key)], args=[amount, px])
+        full = self._key(key)
+        async with self._guard(full):
+            value = await self._incr(keys=[full], args=[amount, px])
         return int(value)
 
     async def ttl(self, key: str) -> float | None:
@@ -253,29 +365,32 @@ class RedisStore:
 
     async def touch(self, key: str, ttl: float | None) -> bool:
         check_ttl(ttl)
-        async with self._guard():
+        full = self._key(key)
+        async with self._guard(full):
             if ttl is None:
-                touched = await self._persist(keys=[self._key(key)])
+                touched = await self._persist(keys=[full])
             else:
-                touched = await self._client.pexpire(self._key(key), _ms(ttl))
+                touched = await self._client.pexpire(full, _ms(ttl))
         return bool(touched)
 
     async def sadd(self, key: str, *members: str, ttl: float | None = None) -> int:
         check_ttl(ttl)
         if not members:
             return 0
-        async with self._guard():
+        full = self._key(key)
+        async with self._guard(full):
             if ttl is None:
-                added = await self._client.sadd(self._key(key), *members)
+                added = await self._client.sadd(full, *members)
             else:
-                added = await self._sadd_with_ttl(keys=[self._key(key)], args=[_ms(ttl), *members])
+                added = await self._sadd_with_ttl(keys=[full], args=[_ms(ttl), *members])
         return int(added)
 
     async def srem(self, key: str, *members: str) -> int:
         if not members:
             return 0
-        async with self._guard():
-            removed: int = await self._client.srem(self._key(key), *members)
+        full = self._key(key)
+        async with self._guard(full):
+            removed: int = await self._client.srem(full, *members)
         return removed
 
     async def smembers(self, key: str) -> builtins.set[str]:

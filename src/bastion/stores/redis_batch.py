@@ -15,27 +15,39 @@ Sentinel client: on Cluster the keys of one MGET must share a slot.
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
+Fetch = Callable[[list[str]], Awaitable[list[Any]]]
+
 
 class ReadBatcher:
-    """Coalesces concurrent reads on ``client`` into MGETs bounded by ``timeout``."""
+    """Coalesces concurrent reads on ``client`` into MGETs bounded by ``timeout``.
 
-    def __init__(self, client: Redis, *, timeout: float) -> None:
+    With ``fetch``, a batch is one call of ``fetch(keys)`` instead, which answers ``width``
+    items per key (the local copies read each value with its PTTL: ``width=2``).
+    """
+
+    def __init__(
+        self, client: Redis, *, timeout: float, fetch: Fetch | None = None, width: int = 1
+    ) -> None:
         self._client = client
         self._timeout = timeout
-        self._pending: list[tuple[list[str], asyncio.Future[list[bytes | None]]]] = []
+        self._fetch = fetch
+        self._width = width
+        self._pending: list[tuple[list[str], asyncio.Future[list[Any]]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sending: set[asyncio.Task[None]] = set()  # strong references until done
 
-    async def get(self, keys: list[str]) -> list[bytes | None]:
-        """The values of ``keys`` (None when absent), read in the next batch."""
+    async def get(self, keys: list[str]) -> list[Any]:
+        """The values of ``keys`` (None when absent), read in the next batch; ``width``
+        items per key with ``fetch``."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a store used from another event loop (tests)
             self._loop, self._pending = loop, []
-        future: asyncio.Future[list[bytes | None]] = loop.create_future()
+        future: asyncio.Future[list[Any]] = loop.create_future()
         self._pending.append((keys, future))
         if len(self._pending) == 1:
             # The task's first step runs once this turn's ready callbacks are done, so it
@@ -53,7 +65,10 @@ class ReadBatcher:
         keys = [key for keys, _ in waiting for key in keys]
         try:
             async with asyncio.timeout(self._timeout):
-                values = cast(list[bytes | None], await self._client.mget(keys))
+                if self._fetch is None:
+                    values = cast(list[Any], await self._client.mget(keys))
+                else:
+                    values = await self._fetch(keys)
         except asyncio.CancelledError:
             for _, future in waiting:
                 future.cancel()
@@ -65,7 +80,7 @@ class ReadBatcher:
             return
         start = 0
         for wanted, future in waiting:
-            end = start + len(wanted)
+            end = start + len(wanted) * self._width
             if not future.done():
                 future.set_result(values[start:end])
             start = end
