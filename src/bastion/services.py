@@ -42,6 +42,7 @@ from bastion.settings import Settings, StoreKind
 from bastion.stores.base import Store
 from bastion.stores.memory import MemoryStore
 from bastion.stores.redis import RedisStore, create_redis_client
+from bastion.stores.redis_tracking import LocalCopies
 from bastion.stores.sql import SQLStore
 from bastion.tokens import AccessTokenCodec
 from bastion.users.repository import UserRepository
@@ -78,6 +79,8 @@ class Services:
     # Sign-in with external providers (BASTION_OAUTH_PROVIDERS).
     federation: Federation
     redis: Any | None = None
+    # Process-local copies of hot session records and cache entries (redis_local_cache).
+    local_copies: LocalCopies | None = None
     hooks: Hooks = field(default_factory=Hooks)
     # False for the application's own engine (``open_services(engine=...)``): its pool is
     # the application's to close.
@@ -93,6 +96,8 @@ class Services:
         await self.federation.aclose()
         for store in (self.session_store, self.cache_store, self.ratelimit_store):
             await store.aclose()
+        if self.local_copies is not None:
+            await self.local_copies.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         if self.owns_engine:
@@ -161,6 +166,7 @@ async def open_services(
         else None
     )
     memory_root = MemoryStore(namespace="bastion", clock=clock)
+    local_copies = _local_copies(settings, redis)
 
     def build(concern: str, kind: StoreKind) -> Store:
         component = _COMPONENT[concern]
@@ -171,6 +177,8 @@ async def open_services(
                 namespace=f"{settings.redis_prefix}:{concern}",
                 component=component,
                 timeout=settings.store_timeout,
+                # Counters change on nearly every read: copies of them would not pay.
+                local=None if concern == "ratelimit" else local_copies,
             )
         if kind == "sql":
             return SQLStore(
@@ -284,12 +292,28 @@ async def open_services(
             clock=clock,
         ),
         redis=redis,
+        local_copies=local_copies,
         hooks=hooks,
         owns_engine=owns_engine,
     )
     # A right password of a user with a second factor is only the first step of a sign-in.
     services.authenticator.has_second_factor = _has_second_factor(services.mfa)
     return services
+
+
+def _local_copies(settings: Settings, redis: Any | None) -> LocalCopies | None:
+    """One set of local copies per process, for the session records (``s:<key>``) and the
+    whole cache, when either lives in Redis and ``redis_local_cache`` is on."""
+    if redis is None or not settings.redis_local_cache:
+        return None
+    prefixes: list[str] = []
+    if settings.store_kind("session") == "redis":
+        prefixes.append(f"{settings.redis_prefix}:session:s:")
+    if settings.store_kind("cache") == "redis":
+        prefixes.append(f"{settings.redis_prefix}:cache:")
+    if not prefixes:
+        return None
+    return LocalCopies(redis, prefixes, max_entries=settings.redis_local_cache_size)
 
 
 def _has_second_factor(mfa: SecondFactors) -> Callable[[int], Awaitable[bool]]:

@@ -134,6 +134,18 @@ class Settings(BaseSettings):
     store_timeout: float = Field(
         2.0, gt=0, le=30, description="Seconds before a Redis or database call counts as down."
     )
+    redis_local_cache: bool = Field(
+        True,
+        description="Keep hot session records and cache entries read from Redis in each "
+        "process, kept exact by Redis's invalidations (client-side caching) and bypassed "
+        "while the invalidation connection is down.",
+    )
+    redis_local_cache_size: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="Most values each process keeps for `redis_local_cache`; the oldest go first.",
+    )
     jwt_keys_file: Path | None = Field(
         None,
         description="Private JWK set file shared by all processes. Default <data dir>/jwks.json.",

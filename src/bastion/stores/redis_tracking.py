@@ -282,7 +282,9 @@ class LocalCopies:
         delay = _BACKOFF_FIRST
         while not self._closed:
             try:
-                await self._subscribe()
+                # A server that accepts but never answers must not hold the retries up.
+                async with asyncio.timeout(max(2.0, 4 * self._grace)):
+                    await self._subscribe()
                 delay = _BACKOFF_FIRST
                 if self._quiet:
                     logger.info("Redis local copies: invalidations back, copies in use again")
@@ -410,10 +412,21 @@ class LocalCopies:
             group.create_task(self._beat())
 
     async def _read_forever(self, link: _Link) -> None:
-        while True:
-            await self._read_one(link, math.inf)
+        try:
+            while True:
+                await self._read_one(link, math.inf)
+        finally:
+            # At once, in the step that saw the failure: the task group and _run take a
+            # few more loop turns, during which a read must not be served a copy.
+            self._down()
 
     async def _beat(self) -> None:
+        try:
+            await self._beat_forever()
+        finally:
+            self._down()
+
+    async def _beat_forever(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat)
             now = time.monotonic()
