@@ -10,11 +10,12 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import pytest
 import pytest_asyncio
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.crc import key_slot
 
 from bastion.stores import RedisStore, create_redis_client
 from bastion.stores.redis_tracking import LocalCopies
@@ -288,3 +289,37 @@ async def test_local_hits_send_no_command_to_redis(setup: Setup) -> None:
         assert await setup.store.get("k") == b"v"
         assert await setup.store.get_many(["{user:1}:g", "k"]) == [b"g", b"v"]
     assert await command_calls(setup.other, *reads) == before
+
+
+# -- Cluster -------------------------------------------------------------------------------
+
+
+async def test_on_cluster_each_primary_sends_its_invalidations(redis_cluster_url: str) -> None:
+    client = create_redis_client(redis_cluster_url)
+    other = create_redis_client(redis_cluster_url)
+    assert isinstance(client, RedisCluster)
+    assert isinstance(other, RedisCluster)
+    namespace = f"t{secrets.token_hex(6)}"
+    local = LocalCopies(client, [f"{namespace}:"])
+    store = RedisStore(client, namespace=namespace, owns_client=True, local=local)
+    # Tags whose slots fall in each third of the slot range: one per primary.
+    tags = ["user:1", "user:2", "user:3", "user:4", "role:admin", "a"]
+    assert len({key_slot(t.encode()) * 3 // 16384 for t in tags}) == 3
+    keys = [f"{{{tag}}}:k" for tag in tags]
+    try:
+        assert await local.wait_live(LIVE)
+        # An invalidation connection on every primary (earlier tests' may still be closing).
+        per_node: Any = await other.client_list(target_nodes=RedisCluster.PRIMARIES)
+        assert len(per_node) == 3
+        assert all(any("t" in c["flags"] for c in clients) for clients in per_node.values())
+        for key in keys:
+            await store.set(key, b"old")
+        assert await store.get_many(keys) == [b"old"] * len(keys)
+        assert all(local.get(f"{namespace}:{key}") == b"old" for key in keys)
+        for key in keys:
+            await other.set(f"{namespace}:{key}", b"new")
+            assert await store.get(key) == b"new"
+    finally:
+        await local.aclose()
+        await store.aclose()
+        await other.aclose()
