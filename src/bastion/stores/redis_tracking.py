@@ -52,6 +52,7 @@ CHANNEL = "__redis__:invalidate"
 _LOG_SIZE = 4096
 _BACKOFF_FIRST = 0.05
 _BACKOFF_CAP = 2.0
+_STABLE = 10.0  # seconds up after which a loss starts the backoff afresh
 _PING = b"*1\r\n$4\r\nPING\r\n"
 
 # What fill() needs of a read: the epoch and event count when it was sent, and the time.
@@ -73,6 +74,8 @@ class _Link:
 
 def _describe(exc: BaseException) -> str:
     """For logs: what failed, never a key, a host or a password."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]  # the task group's: the first failure is the cause
     if isinstance(exc, _Lost):
         return str(exc)
     return type(exc).__name__
@@ -281,19 +284,23 @@ class LocalCopies:
     async def _run(self) -> None:
         delay = _BACKOFF_FIRST
         while not self._closed:
+            up_at: float | None = None
             try:
                 # A server that accepts but never answers must not hold the retries up.
                 async with asyncio.timeout(max(2.0, 4 * self._grace)):
                     await self._subscribe()
-                delay = _BACKOFF_FIRST
+                up_at = time.monotonic()
                 if self._quiet:
                     logger.info("Redis local copies: invalidations back, copies in use again")
-                self._quiet = False
                 await self._watch()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never raise from here: bypass and retry
                 self._down()
+                if up_at is not None and time.monotonic() - up_at > _STABLE:
+                    # A loss after a good while: retry at once and say so. A connection
+                    # that keeps failing right after subscribing keeps backing off, quietly.
+                    delay, self._quiet = _BACKOFF_FIRST, False
                 log = logger.debug if self._quiet else logger.warning
                 log(
                     "Redis local copies bypassed: invalidation connection lost or refused "
