@@ -6,9 +6,9 @@
     python bench/profile_requests.py /healthz none
     python bench/profile_requests.py all --memory     # every route and credential in turn
 
-Stores: Redis at 127.0.0.1:6379 (prefix "profile"), or with ``--memory`` the in-process
-stores (which isolates the Python cost of a route from the Redis round trip); a temporary
-SQLite database either way. ``--concurrency N`` runs N request loops at once (so the Redis
+Stores: Redis at 127.0.0.1:6379 (prefix "profile-<pid>", deleted at the end), or with
+``--memory`` the in-process stores (which isolates the Python cost of a route from Redis,
+and from the local copies of its keys); a temporary SQLite database either way. ``--concurrency N`` runs N request loops at once (so the Redis
 reads of concurrent requests can be batched, as under load).
 
 Prints microseconds per request (wall clock, and this process's CPU): the minimum over
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import re
 import tempfile
@@ -32,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis.asyncio
 
 from bastion.settings import Settings
 from bastion.webapp.app import create_app
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
 PASSWORD = "profiling password 1"  # noqa: S105 - a throwaway account
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 # What "all" runs: the probe (through every middleware), then each authenticated route.
@@ -125,7 +128,10 @@ async def measure(app: Any, scope: dict[str, Any], options: argparse.Namespace) 
 
 async def main(options: argparse.Namespace) -> None:
     data = Path(tempfile.mkdtemp(prefix="bastion-profile-"))
-    stores: dict[str, Any] = {"redis_url": "redis://127.0.0.1:6379/0", "redis_prefix": "profile"}
+    # A prefix of this run's own: every run's user is user 1, and another run's cache
+    # entries or sessions must not be what this one measures. Deleted at the end.
+    prefix = f"profile-{os.getpid()}"
+    stores: dict[str, Any] = {"redis_url": REDIS_URL, "redis_prefix": prefix}
     if options.memory:
         stores = {"redis_url": "", "session_store": "memory"}
     settings = Settings(env="test", data_dir=data, **stores)
@@ -141,6 +147,11 @@ async def main(options: argparse.Namespace) -> None:
             print(await measure(app, scope, options), flush=True)
     finally:
         await lifespan.__aexit__(None, None, None)
+        if not options.memory:
+            client = redis.asyncio.Redis.from_url(REDIS_URL)
+            async for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+                await client.delete(key)
+            await client.aclose()
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -59,7 +59,7 @@ import logging
 import math
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
@@ -458,6 +458,7 @@ class Cache:
         if ttl > self.max_ttl:
             raise ValueError(f"ttl must not exceed max_ttl ({self.max_ttl:g} s)")
         looked = await self._look(key)
+        absent: list[str] = []
         if looked is None:  # the store is unavailable: carry on uncached
             target: CacheKey | None = None
             generations: list[str] = []
@@ -467,6 +468,8 @@ class Cache:
             if raw is not None and (hit := self._unpack(raw, "hit", generations)) is not None:
                 return hit
             target = key
+            gen_keys = key.generation_keys()
+            absent = [g for g, got in zip(gen_keys, generations, strict=True) if got == "0"]
             # Per generation: a caller that read newer tokens never waits for a value
             # computed under older ones.
             flight_key = _json([key.entry_key, generations])
@@ -485,7 +488,7 @@ class Cache:
             unpacked = self._unpack(shared, "shared")
             if unpacked is not None:
                 return unpacked
-        return await self._lead(target, flight_key, compute, ttl)
+        return await self._lead(target, flight_key, compute, ttl, absent)
 
     async def _lead(
         self,
@@ -493,6 +496,7 @@ class Cache:
         flight_key: str,
         compute: Callable[[], Awaitable[Computed[T]]],
         ttl: float,
+        absent: Sequence[str] = (),
     ) -> Fetched[T]:
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
@@ -500,6 +504,7 @@ class Cache:
         try:
             generations: list[str] = []
             if key is not None:
+                await self._store_absent_generations(absent)
                 # A leader that finished between our read and our flight stored its value
                 # before leaving: look once more (one round trip again), so N misses
                 # compute exactly once. The value is then stored with the generations of
@@ -672,6 +677,24 @@ class Cache:
             log.info("cache invalidation deferred until the cache answers again")
             return
         self._ok()
+
+    async def _store_absent_generations(self, gen_keys: Sequence[str]) -> None:
+        """Write "0", what an absent generation reads as, to each of ``gen_keys`` that is
+        still absent (``add``: never over a token a bump wrote meanwhile).
+
+        Nothing changes for the entries (they record "0" either way, and a bump replaces
+        it as it would replace nothing), but an absent key is read from the store on every
+        hit, while a value is kept by the process-local copies of Redis keys
+        (:mod:`bastion.stores.redis_tracking`), so a hit then reads nothing remote. Done
+        by a miss's leader; it lives as long as a token (``2 * max_ttl``), and "0" coming
+        back after it expires is what an absent key always meant. A failure only leaves
+        the generation absent."""
+        for gen_key in gen_keys:
+            try:
+                await self.store.add(gen_key, b"0", ttl=2 * self.max_ttl)
+            except StoreUnavailable as exc:
+                self._failed(exc)
+                return
 
     async def _write_generation(self, gen_key: str) -> None:
         # A fresh random token, never a counter: see the module docstring.

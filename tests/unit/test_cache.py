@@ -655,6 +655,45 @@ async def test_an_absent_generation_reads_as_zero(cache: Cache, store: Store) ->
     assert (await cache.fetch(key, fresh("new"), ttl=60)).source == "miss"
 
 
+@pytest.mark.parametrize("scope", list(SCOPES))
+async def test_a_miss_stores_its_absent_generations_so_hits_read_only_stored_keys(
+    cache: Cache, store: Store, scope: str
+) -> None:
+    # Redis's process-local copies keep values, not absences: an absent generation would
+    # be read from Redis on every hit.
+    key = CacheKey.build("p", **SCOPES[scope])
+    assert (await cache.fetch(key, fresh("v"), ttl=60)).source == "miss"
+    assert await store.get_many(key.generation_keys()) == [b"0"] * len(key.generation_keys())
+    assert (await cache.fetch(key, fresh("unused"), ttl=60)).source == "hit"
+    await bump(cache, scope)
+    assert (await cache.fetch(key, fresh("new"), ttl=60)).value == "new"
+
+
+async def test_storing_an_absent_generation_never_overwrites_a_bump(
+    store: Store, clock: FakeClock
+) -> None:
+    other_process = Cache(store, clock=clock)
+
+    class BumpedFirst(Instrumented):
+        """Another process bumps the generation just before this one writes its "0"."""
+
+        async def add(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+            await other_process.invalidate_user(7)
+            added: bool = await self.inner.add(key, value, ttl)
+            return added
+
+    cache = Cache(BumpedFirst(store), clock=clock)
+    key = CacheKey.build("p", scope="user", user_id=7)
+    assert (await cache.fetch(key, fresh("v"), ttl=60)).source == "miss"
+    token = await store.get("{cu:7}:g")
+    assert token is not None
+    assert token != b"0"
+    raw = await store.get(key.entry_key)
+    assert raw is not None
+    assert json.loads(raw)["g"] == [token.decode()]
+    assert (await cache.fetch(key, fresh("unused"), ttl=60)).source == "hit"
+
+
 async def test_an_entry_records_the_generations_it_was_computed_under(
     cache: Cache, store: Store
 ) -> None:
