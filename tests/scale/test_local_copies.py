@@ -19,8 +19,11 @@ B answers 503 and never serves a session from its copy.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
+import signal
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -418,6 +421,49 @@ def test_right_after_a_redis_restart_a_session_ended_on_a_is_refused_on_b_within
     restart_redis(local_pair)
     for kind in ("cookie", "bearer"):
         ended_on_a_is_refused_on_b(local_pair, way, kind)
+
+
+@contextmanager
+def frozen(server: LiveServer) -> Iterator[None]:
+    """The process stopped (SIGSTOP) for the block, as a busy machine may leave it
+    unscheduled; the kernel still queues what reaches its sockets."""
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("kind", ["cookie", "bearer"])
+def test_b_stalled_when_a_session_ends_refuses_it_as_soon_as_it_runs_again(
+    local_pair: LocalPair, kind: str
+) -> None:
+    """B is stopped when A ends the session and when a request for it arrives (sent after
+    the bound): on waking, B finds both the invalidation and the request waiting, and must
+    not answer the request from its copy. B sleeps less than its heartbeat's grace, so
+    its copies are still in use when it wakes."""
+    username, _ = local_pair.victim()
+    target = sign_in(local_pair.a, kind, username)
+    path, _, refused = PROBES[kind]
+    answer: dict[str, float | int] = {}
+    with target.client(local_pair.b) as on_b:
+        warm(local_pair, target, on_b)
+
+        def probe() -> None:
+            answer["sent"] = time.monotonic() - ended_at
+            answer["status"] = on_b.get(path).status_code
+
+        with frozen(local_pair.b):
+            end_by_logout(local_pair, target)
+            ended_at = time.monotonic()
+            time.sleep(BOUND + 0.010)
+            asking = threading.Thread(target=probe)
+            asking.start()
+            time.sleep(0.100)  # the request reaches B's socket meanwhile
+        asking.join(timeout=10)
+
+    assert answer["sent"] > BOUND
+    assert answer["status"] == refused, answer
 
 
 def test_b_answers_503_while_redis_is_down_and_never_from_its_copy(
