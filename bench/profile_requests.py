@@ -8,8 +8,9 @@
 
 Stores: Redis at 127.0.0.1:6379 (prefix "profile-<pid>", deleted at the end), or with
 ``--memory`` the in-process stores (which isolates the Python cost of a route from Redis,
-and from the local copies of its keys); a temporary SQLite database either way. ``--concurrency N`` runs N request loops at once (so the Redis
-reads of concurrent requests can be batched, as under load).
+and from the local copies of its keys); a temporary SQLite database either way.
+``--concurrency N`` runs N request loops at once (so the Redis reads of concurrent
+requests can be batched, as under load).
 
 Prints microseconds per request (wall clock, and this process's CPU): the minimum over
 ``--rounds`` rounds of ``--requests`` requests, which is the least noisy figure on a shared
