@@ -11,9 +11,10 @@ requests. Then A ends it, each way the app has. Every request to B sent more tha
 ``BOUND`` after the ending request returned must be refused, and B must refuse it: a
 correctness bound, not a speed test (the invalidation reaches B before A's answer reaches
 the test, so B refuses at once on any machine; the bound leaves room for a loaded one).
-Each way runs twice: in steady state, and right after a Redis restart (no persistence:
-every session is gone and both processes reconnect), signing in anew. While Redis is down,
-B answers 503 and never serves a session from its copy.
+Each way runs in steady state (on the private server and on the run's Redis Cluster), and
+right after a Redis restart (no persistence: every session is gone and both processes
+reconnect), signing in anew. While Redis is down, B answers 503 and never serves a session
+from its copy.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import redis
 
 from bastion.db import create_engine
 from bastion.passwords import Passwords
@@ -57,16 +61,24 @@ WARM_REQUESTS = 3
 
 @dataclass
 class LocalPair:
-    """Processes A and B on the private Redis server; fresh victims to hand out."""
+    """Processes A and B, the ports of the Redis servers they share (the private one, or
+    the Cluster's masters), and fresh victims to hand out."""
 
     a: LiveServer
     b: LiveServer
-    redis: RedisServer
+    redis_ports: list[int]
     user_ids: dict[str, int]
+    # The private server, which tests may stop and restart; None on the Cluster.
+    private: RedisServer | None = None
     _victims: Iterator[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self._victims = (name for name in self.user_ids if name.startswith("victim"))
+
+    @property
+    def redis(self) -> RedisServer:
+        assert self.private is not None, "only the private Redis server is restarted"
+        return self.private
 
     def victim(self) -> tuple[str, int]:
         """A user no test has used yet (with the role ``ROLE``), and their id."""
@@ -95,21 +107,14 @@ def _create_users(database_url: str) -> dict[str, int]:
     return asyncio.run(run())
 
 
-@pytest.fixture(scope="module")
-def local_pair(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[LocalPair]:
-    missing = redis_server_missing()
-    if missing:
-        backend_missing(f"cannot start a private Redis server: {missing}")
-    root = tmp_path_factory.mktemp("local-copies")
-    with (
-        redis_server(root / "redis") as redis,
-        fresh_database(postgres_url) as database_url,
-        ExitStack() as stack,
-    ):
+@contextmanager
+def started_pair(root: Path, postgres_url: str, redis_url: str) -> Iterator[LocalPair]:
+    """A and B on ``redis_url`` with the local copies on, one fresh database, the users."""
+    with fresh_database(postgres_url) as database_url, ExitStack() as stack:
         shared = {
             "BASTION_DATABASE_URL": database_url,
-            "BASTION_REDIS_URL": redis.url,
-            "BASTION_REDIS_PREFIX": "bastion-local",
+            "BASTION_REDIS_URL": redis_url,
+            "BASTION_REDIS_PREFIX": f"bastion-local-{secrets.token_hex(4)}",
             "BASTION_REDIS_LOCAL_CACHE": "true",
             "BASTION_SECRET_KEY": secrets.token_urlsafe(48),
             "BASTION_JWT_KEYS_FILE": str(root / "shared" / "jwks.json"),
@@ -126,7 +131,34 @@ def local_pair(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> I
                 pool.submit(stack.enter_context, live_server(folder, shared)) for folder in folders
             ]
             a, b = (future.result() for future in starting)
-        yield LocalPair(a, b, redis, user_ids)
+        ports = [int(node.rpartition(":")[2]) for node in urlsplit(redis_url).netloc.split(",")]
+        yield LocalPair(a, b, ports, user_ids)
+
+
+@pytest.fixture(scope="module")
+def local_pair(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[LocalPair]:
+    """A and B on a private standalone Redis server, which tests stop and restart."""
+    missing = redis_server_missing()
+    if missing:
+        backend_missing(f"cannot start a private Redis server: {missing}")
+    root = tmp_path_factory.mktemp("local-copies")
+    with (
+        redis_server(root / "redis") as server,
+        started_pair(root, postgres_url, server.url) as pair,
+    ):
+        pair.private = server
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def local_cluster_pair(
+    tmp_path_factory: pytest.TempPathFactory, postgres_url: str, redis_cluster_url: str
+) -> Iterator[LocalPair]:
+    """A and B on the run's three-master Redis Cluster (one invalidation connection per
+    master in each process); never restarted here: other modules use it."""
+    root = tmp_path_factory.mktemp("local-copies-cluster")
+    with started_pair(root, postgres_url, redis_cluster_url) as pair:
+        yield pair
 
 
 # -- signing in ----------------------------------------------------------------------------
@@ -191,23 +223,27 @@ HTML_LANG = re.compile(r'<html lang="([^"]+)">')
 
 
 # Commands that read or write no key: the heartbeats of both processes' invalidation
-# connections, the handshake of every new connection (this test's own included), INFO.
-KEYLESS = {"ping", "info", "hello", "client", "select", "auth", "subscribe"}
+# connections, the handshake of every new connection (this test's own included), INFO, and
+# a Cluster client's questions about the cluster.
+KEYLESS = {"ping", "info", "hello", "client", "select", "auth", "subscribe", "cluster", "command"}
 
 
-def redis_commands(redis: RedisServer) -> int:
-    """How many commands but ``KEYLESS`` ones the private Redis server has run since it
-    started (a read of a copied key is a GET, an MGET or, for a miss, a script)."""
-    conn = redis.client()
-    try:
-        stats = conn.info("commandstats")
-    finally:
-        conn.close()
-    return sum(
-        int(counts["calls"])
-        for name, counts in stats.items()
-        if name.removeprefix("cmdstat_").split("|")[0] not in KEYLESS
-    )
+def redis_commands(pair: LocalPair) -> int:
+    """How many commands but ``KEYLESS`` ones the Redis servers of ``pair`` have run (a
+    read of a copied key is a GET, an MGET or, for a miss, a script)."""
+    total = 0
+    for port in pair.redis_ports:
+        conn = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            stats = conn.info("commandstats")
+        finally:
+            conn.close()
+        total += sum(
+            int(counts["calls"])
+            for name, counts in stats.items()
+            if name.removeprefix("cmdstat_").split("|")[0] not in KEYLESS
+        )
+    return total
 
 
 def warm(
@@ -231,10 +267,10 @@ def warm(
     credential.session_id = me.json()["session_id"]
     while True:
         assert on_b.get(path).status_code == accepted  # the copy is filled, if it was not
-        before = redis_commands(pair.redis)
+        before = redis_commands(pair)
         for _ in range(WARM_REQUESTS):
             assert on_b.get(path).status_code == accepted
-        asked = redis_commands(pair.redis) - before
+        asked = redis_commands(pair) - before
         if asked == 0:
             return
         if time.monotonic() > deadline:
@@ -405,10 +441,12 @@ def ended_on_a_is_refused_on_b(pair: LocalPair, way: str, kind: str) -> None:
 
 @pytest.mark.parametrize("kind", ["cookie", "bearer"])
 @pytest.mark.parametrize("way", list(WAYS))
+@pytest.mark.parametrize("topology", ["redis", "redis-cluster"])
 def test_a_session_ended_on_a_is_refused_on_b_within_50_ms(
-    local_pair: LocalPair, way: str, kind: str
+    request: pytest.FixtureRequest, topology: str, way: str, kind: str
 ) -> None:
-    ended_on_a_is_refused_on_b(local_pair, way, kind)
+    pair = request.getfixturevalue("local_pair" if topology == "redis" else "local_cluster_pair")
+    ended_on_a_is_refused_on_b(pair, way, kind)
 
 
 @pytest.mark.parametrize("way", list(WAYS))
