@@ -41,7 +41,7 @@ from bastion.sessions import SessionManager, SessionPolicy
 from bastion.settings import Settings, StoreKind
 from bastion.stores.base import Store
 from bastion.stores.memory import MemoryStore
-from bastion.stores.redis import RedisStore, create_redis_client
+from bastion.stores.redis import RedisStore, create_redis_client, uses_sentinel
 from bastion.stores.redis_tracking import LocalCopies
 from bastion.stores.sql import SQLStore
 from bastion.tokens import AccessTokenCodec
@@ -305,6 +305,11 @@ def _local_copies(settings: Settings, redis: Any | None) -> LocalCopies | None:
     """One set of local copies per process, for the session records (``s:<key>``) and the
     whole cache, when either lives in Redis and ``redis_local_cache`` is on."""
     if redis is None or not settings.redis_local_cache:
+        return None
+    if uses_sentinel(redis):
+        # After a failover the invalidation connection could stay on the old master (now
+        # a replica) while writes go to the new one, and nothing on a subscribed
+        # connection can ask which it is: copies there could go stale. Not kept.
         return None
     prefixes: list[str] = []
     if settings.store_kind("session") == "redis":

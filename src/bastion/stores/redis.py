@@ -421,6 +421,11 @@ class _SentinelMaster(Redis):
             await pool.sentinel_manager.aclose()
 
 
+def uses_sentinel(client: Redis | RedisCluster) -> bool:
+    """True for the master client of a ``redis+sentinel://`` URL."""
+    return isinstance(client, Redis) and isinstance(client.connection_pool, SentinelConnectionPool)
+
+
 def _retry() -> Retry:
     # One quick retry replaces a connection the server dropped while idle; more would only
     # stretch an outage past the timeout.
