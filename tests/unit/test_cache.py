@@ -337,6 +337,21 @@ async def test_a_hit_is_a_fresh_copy_that_callers_may_change(cache: Cache) -> No
     assert calls.count == 1
 
 
+async def test_hits_of_one_entry_share_no_nested_container(cache: Cache) -> None:
+    # Hits of an unchanged entry reuse its parse; every caller still gets its own lists,
+    # dicts and sets at every depth.
+    async def compute() -> dict[str, Any]:
+        return {"roles": ["user"], "prefs": {"tags": {"a"}, "pairs": {(1, 2): [3]}}}
+
+    await cache.get_or_set("nested", compute, ttl=60, scope="user", user_id=1)
+    hit = await cache.get_or_set("nested", compute, ttl=60, scope="user", user_id=1)
+    hit["roles"].append("admin")
+    hit["prefs"]["tags"].add("b")
+    hit["prefs"]["pairs"][(1, 2)].append(4)
+    again = await cache.get_or_set("nested", compute, ttl=60, scope="user", user_id=1)
+    assert again == {"roles": ["user"], "prefs": {"tags": {"a"}, "pairs": {(1, 2): [3]}}}
+
+
 async def test_a_cached_value_comes_back_with_its_types(cache: Cache) -> None:
     stamp = datetime(2024, 5, 17, 12, 0, tzinfo=UTC)
     value = {"at": stamp, "id": UUID(int=5), "price": Decimal("9.90"), "tags": ("a", "b")}
