@@ -38,9 +38,13 @@ def _query_language(query_string: bytes) -> str | None:
 def _cookies(scope: Scope) -> dict[str, str]:
     """The language and time-zone cookies of the request (the only ones read here: a
     plain scan, cheaper than parsing every cookie on every request)."""
+    return _cookie_values([value for name, value in scope.get("headers", ()) if name == b"cookie"])
+
+
+def _cookie_values(lines: list[bytes]) -> dict[str, str]:
     found: dict[str, str] = {}
-    for name, value in scope.get("headers", ()):
-        if name != b"cookie" or b"bastion_" not in value:
+    for value in lines:
+        if b"bastion_" not in value:
             continue
         for part in value.decode("latin-1").split(";"):
             key, _, item = part.strip().partition("=")
@@ -78,15 +82,24 @@ class LanguageMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cookies = _cookies(scope)
+        # One pass over the request's headers for what choose_for_scope() reads in two.
+        cookie_lines: list[bytes] = []
+        accept_language: str | None = None
+        for name, value in scope.get("headers", ()):
+            if name == b"cookie":
+                cookie_lines.append(value)
+            elif name == b"accept-language" and accept_language is None:
+                accept_language = value.decode("latin-1")
+        cookies = _cookie_values(cookie_lines) if cookie_lines else {}
         state = scope.get(STATE_KEY)
         session = state.session if isinstance(state, SessionState) else None
-        asked = _query_language(scope.get("query_string", b""))
+        query_string = scope.get("query_string", b"")
+        asked = _query_language(query_string) if query_string else None
         language = choose_language(
             query=asked,
             cookie=cookies.get(LANGUAGE_COOKIE),
             user_choice=session.language if session is not None else None,
-            accept_language=_header(scope, b"accept-language"),
+            accept_language=accept_language,
             default=self.default,
         )
         scope[LANGUAGE_KEY] = language
@@ -101,12 +114,20 @@ class LanguageMiddleware:
             )
 
         async def send_with_language(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and _is_html(message):
                 headers = MutableHeaders(scope=message)
-                if headers.get("content-type", "").startswith("text/html"):
-                    headers["Content-Language"] = language
-                    headers.add_vary_header("Accept-Language")
-                    headers.add_vary_header("Cookie")
+                headers["Content-Language"] = language
+                headers.add_vary_header("Accept-Language")
+                headers.add_vary_header("Cookie")
             await send(message)
 
         await self.app(scope, receive, send_with_language)
+
+
+def _is_html(message: Message) -> bool:
+    """Whether a response's first ``Content-Type`` is HTML (as ``MutableHeaders.get``
+    reads it, without building one for the JSON answers that are most responses)."""
+    for name, value in message.get("headers", ()):
+        if name == b"content-type":
+            return bool(value.startswith(b"text/html"))
+    return False
