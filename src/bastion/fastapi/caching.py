@@ -101,7 +101,8 @@ LANGUAGE_KEY = "bastion:language"
 # Headers that carry credentials; a dependency reading one of them reads who is calling.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 # The Vary header of an answer whose endpoint set none (nearly all of them), per scope.
-PRIVATE_VARY = ", ".join((*(v.strip() for v in VARY.split(",")), *LANGUAGE_VARY))
+PRIVATE_NAMES = (*(v.strip() for v in VARY.split(",")), *LANGUAGE_VARY)
+PRIVATE_VARY = ", ".join(PRIVATE_NAMES)
 PUBLIC_VARY = ", ".join(LANGUAGE_VARY)
 # Keys built per wrapper, by (identity, language), for endpoints without vary=: a key is a
 # pure function of those, and building one (canonical JSON and a SHA-256) costs more
@@ -751,12 +752,22 @@ def _caching_headers(headers: MutableHeaders, scope: CacheScope, max_age: int) -
     # An answer reused by a browser or a shared cache must be tied to what chose its
     # language, and a private one to the credentials it was made for; sent even at
     # max-age=0 since it costs nothing.
+    raw = headers.raw  # MutableHeaders' own list
+    if not any(name == b"cache-control" or name == b"vary" for name, _ in raw):
+        # Nearly every answer: neither header yet, so both are appended as the general
+        # path below would, without its scans (a third of a hit's _replay).
+        visibility, vary = (
+            ("public", PUBLIC_VARY) if scope == "public" else ("private", PRIVATE_VARY)
+        )
+        raw.append((b"cache-control", f"{visibility}, max-age={max_age}".encode("latin-1")))
+        raw.append((b"vary", vary.encode("latin-1")))
+        return
     if scope == "public":
         headers["Cache-Control"] = f"public, max-age={max_age}"
         _add_vary(headers, LANGUAGE_VARY, PUBLIC_VARY)
         return
     headers["Cache-Control"] = f"private, max-age={max_age}"
-    _add_vary(headers, (*(v.strip() for v in VARY.split(",")), *LANGUAGE_VARY), PRIVATE_VARY)
+    _add_vary(headers, PRIVATE_NAMES, PRIVATE_VARY)
 
 
 def _add_vary(headers: MutableHeaders, names: Sequence[str], alone: str) -> None:
