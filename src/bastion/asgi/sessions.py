@@ -160,8 +160,8 @@ class SessionMiddleware:
         state = SessionState(_policy=self.policy, _signer=self.signer)
         scope[STATE_KEY] = state
         cookies = parse_cookie_header(scope)
-        state.carries_cookie = any(
-            name in cookies for name in (self.policy.session_name, self.policy.presession_name)
+        state.carries_cookie = (
+            self.policy.session_name in cookies or self.policy.presession_name in cookies
         )
         if self.skip(scope["path"]):
             await self.app(scope, receive, send)
