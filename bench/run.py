@@ -3,7 +3,7 @@ the app's own /healthz, served by the same process in the same run.
 
     python bench/run.py [--rounds 3] [--duration 4] [--connections 32] [--login-rounds 3]
                         [--local-cache on|off] [--server-cpus 0] [--load-cpus 1] [--no-pin]
-                        [--redis-url URL]
+                        [--redis-url URL] [--peer litestar]
 
 Starts `bastion serve --app bench_app:create` with one worker (uvicorn with uvloop and
 httptools; `bench/bench_app.py`): a plain `FastAPI()` app answers `/bare` outside Bastion's
@@ -30,14 +30,22 @@ alone, then login throughput with 8 connections (with the server CPU per login) 
 `--local-cache on|off` sets BASTION_REDIS_LOCAL_CACHE for the server (the process-local
 copies of session records and cache entries kept exact by Redis): run it both ways to
 compare. The verdicts at the end are the goals of issue #18. Never run as a test.
+
+`--peer litestar` also starts `bench/litestar_peer.py` (Litestar 2's own server-side session,
+JWT and response cache on the same Redis; install it by hand: `.venv/bin/pip install
+'litestar[standard]<3'`) under uvicorn with the same settings, pinned with the server, and
+adds its routes to the same rotated rounds, each against the bare FastAPI route of the
+Bastion process (and its own bare Litestar route in the /healthz column).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import re
+import secrets
 import shutil
 import socket
 import statistics
@@ -65,6 +73,15 @@ COOKIE = "/api/me, session cookie"
 BEARER = "/api/me, bearer token"
 PROFILE = "/api/profile, cache hit"
 DASHBOARD = "/dashboard"
+# The Litestar peer's routes (bench/litestar_peer.py), and the Bastion route each compares with.
+PEER_BARE = "Litestar bare (/bare)"
+PEER_SESSION = "Litestar session /me"
+PEER_JWT = "Litestar JWT, unchecked"
+PEER_CACHE = "Litestar cached profile"
+PEER_OF = {COOKIE: PEER_SESSION, BEARER: PEER_JWT, PROFILE: PEER_CACHE}
+PEER_NAMES = {PEER_BARE, *PEER_OF.values()}
+PEER_MODULE = "litestar_peer:create"  # bench/litestar_peer.py, found through PYTHONPATH
+PEER_INSTALL = ".venv/bin/pip install 'litestar[standard]<3'"
 # Issue #18's goals: req/s as a share of the bare FastAPI route of the same run.
 TARGETS = {COOKIE: 0.85, BEARER: 0.85, PROFILE: 0.80}
 HEALTHZ_BAND = (0.95, 1.05)  # "/healthz ~1.00 of bare FastAPI: keep"
@@ -77,6 +94,9 @@ class Route:
     name: str
     path: str
     headers: dict[str, str] = field(default_factory=dict)
+    # Another server's route (the peer's): its base URL and the pids whose CPU it costs.
+    base: str | None = None
+    pids: tuple[int, ...] = ()
 
 
 @dataclass
@@ -356,13 +376,96 @@ def start_server(
     return server, env
 
 
-def forget(redis_url: str, prefix: str) -> None:
+def peer_missing() -> str | None:
+    """Why the Litestar peer cannot run here, or None."""
+    if importlib.util.find_spec("litestar") is None:
+        return f"Litestar is not installed (not a Bastion dependency): {PEER_INSTALL}"
+    return None
+
+
+def start_peer(
+    workdir: Path, redis_url: str, port: int, *, pinning: Pinning
+) -> subprocess.Popen[bytes]:
+    """bench/litestar_peer.py under uvicorn, as `bastion serve` runs Bastion: one worker,
+    uvloop and httptools (what `bastion serve` gets from uvicorn's "auto"), the access log on,
+    no proxy headers, no Server header, log level info. Pinned with the server; its Redis keys
+    are under litestar-<port>."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LITESTAR_PEER_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), env.get("PYTHONPATH")]))
+    env.update(
+        {
+            "LITESTAR_PEER_REDIS_URL": redis_url,
+            "LITESTAR_PEER_PREFIX": f"litestar-{port}",
+            "LITESTAR_PEER_SECRET": secrets.token_hex(32),
+            "LITESTAR_PEER_PASSWORD": PASSWORD,
+        }
+    )
+    log = open(workdir / "litestar.log", "wb")  # noqa: SIM115 - lives as long as the server
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        PEER_MODULE,
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-proxy-headers",
+        "--forwarded-allow-ips",
+        "",
+        "--no-server-header",
+        "--log-level",
+        "info",
+    ]
+    peer = subprocess.Popen(
+        [*pinning.server_prefix(), *command], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/bare", timeout=1).status_code == 200:
+                return peer
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or peer.poll() is not None:
+            raise SystemExit(f"the Litestar peer did not start; see {workdir / 'litestar.log'}")
+        time.sleep(0.2)
+
+
+def peer_sign_in(base: str) -> tuple[str, str]:
+    """Sign in to the peer: its session cookie and a token; warm its response cache."""
+    with httpx.Client(base_url=base) as client:
+        answer = client.post("/login", json={"username": "speedy", "password": PASSWORD})
+        answer.raise_for_status()
+        cookie = f"session={client.cookies['session']}"
+        client.get("/session/profile", headers={"Cookie": cookie}).raise_for_status()
+    return cookie, str(answer.json()["access_token"])
+
+
+def peer_routes(base: str, pids: Sequence[int], cookie: str, token: str) -> list[Route]:
+    def route(name: str, path: str, headers: dict[str, str] | None = None) -> Route:
+        return Route(name, path, headers or {}, base=base, pids=tuple(pids))
+
+    return [
+        route(PEER_BARE, "/bare"),
+        route(PEER_SESSION, "/session/me", {"Cookie": cookie}),
+        route(PEER_JWT, "/jwt/me", {"Authorization": f"Bearer {token}"}),
+        route(PEER_CACHE, "/session/profile", {"Cookie": cookie}),
+    ]
+
+
+def forget(redis_url: str, prefix: str, pattern: str = "{prefix}:*") -> None:
     """Delete the run's keys from a Redis that outlives it (--redis-url)."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
     try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        keys = list(client.scan_iter(match=pattern.format(prefix=prefix), count=1000))
         for start in range(0, len(keys), 1000):
             client.delete(*keys[start : start + 1000])
     finally:
@@ -378,7 +481,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def warm_up(load: Load, server_pid: int, base: str, connections: int) -> list[int]:
+def warm_up(
+    load: Load, server_pid: int, base: str, connections: int, path: str = "/healthz"
+) -> list[int]:
     """Warm the server for 3 s and return the pid whose CPU time grew: the one serving.
 
     With one worker, `bastion serve` calls uvicorn.run in its own process, so this is the
@@ -386,7 +491,7 @@ def warm_up(load: Load, server_pid: int, base: str, connections: int) -> list[in
     """
     pids = descendants(server_pid)
     before = {pid: cpu_seconds(pid) for pid in pids}
-    load.wrk(f"{base}/healthz", duration=3, connections=connections).communicate()
+    load.wrk(f"{base}{path}", duration=3, connections=connections).communicate()
     grown = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
     serving = max(grown, key=grown.__getitem__)
     if grown[serving] <= 0:
@@ -426,7 +531,7 @@ def check_routes(base: str, routes: Sequence[Route]) -> None:
     """Each route answers 200 with its credentials before anything is measured (a 401 or a
     redirect measured at full speed would read as a fast route)."""
     for route in routes:
-        response = httpx.get(base + route.path, headers=route.headers)
+        response = httpx.get((route.base or base) + route.path, headers=route.headers)
         if response.status_code != 200:
             raise SystemExit(f"{route.name}: {response.status_code} before the run")
 
@@ -471,8 +576,8 @@ def run_rounds(
             {
                 route.name: load.measure(
                     route.name,
-                    base + route.path,
-                    pids=pids,
+                    (route.base or base) + route.path,
+                    pids=route.pids or pids,
                     duration=duration,
                     connections=connections,
                     headers=route.headers,
@@ -483,7 +588,9 @@ def run_rounds(
     return results
 
 
-def summarize(name: str, rounds: list[dict[str, Result]]) -> Summary:
+def summarize(name: str, rounds: list[dict[str, Result]], second: str = HEALTHZ) -> Summary:
+    """`second`: the reference of the /healthz columns (the peer's own bare route for its
+    routes)."""
     own = [results[name] for results in rounds]
     median = statistics.median
 
@@ -493,7 +600,7 @@ def summarize(name: str, rounds: list[dict[str, Result]]) -> Summary:
         return by_rps, by_cpu
 
     to_bare, cpu_to_bare = ratios(BARE)
-    to_healthz, cpu_to_healthz = ratios(HEALTHZ)
+    to_healthz, cpu_to_healthz = ratios(second)
     return Summary(
         name=name,
         rps=median(r.rps for r in own),
@@ -587,6 +694,11 @@ def print_table(summaries: list[Summary], login: Result | None) -> None:
         "core = share of one core the server used (near 100%: the server was the bottleneck); "
         "p99/50 = median of per-round p99 / p50"
     )
+    if any(s.name in PEER_NAMES for s in summaries):
+        print(
+            "Litestar rows: /bare is the bare FastAPI route of Bastion's process, as for every "
+            "row; their /healthz columns are against Litestar's own /bare"
+        )
 
 
 def print_login(rounds: list[LoginRound], hash_ms: float, cores: int) -> None:
@@ -628,8 +740,32 @@ def verdicts(summaries: list[Summary]) -> list[tuple[str, bool]]:
     found += [
         (f"{s.name}: p99/p50 {s.tail:.1f}, goal <= {TAIL_TARGET:.0f}", s.tail <= TAIL_TARGET)
         for s in summaries
+        if s.name not in PEER_NAMES
     ]
+    if PEER_JWT in by_name:
+        s, peer = by_name[BEARER], by_name[PEER_JWT]
+        text = (
+            f"bearer /api/me ahead of Litestar's unchecked JWT: {s.ratio:.2f} against "
+            f"{peer.ratio:.2f} of bare FastAPI req/s ({s.ratio / peer.ratio:.2f}x)"
+        )
+        by_cpu = "met" if s.cpu_us < peer.cpu_us else "missed"
+        cpu = f"(by CPU per request, {s.cpu_us:.0f} against {peer.cpu_us:.0f} us: {by_cpu})"
+        found.append((f"{text} {cpu}", s.ratio > peer.ratio))
     return found
+
+
+def print_peer(summaries: list[Summary]) -> None:
+    """Each Bastion route against its Litestar counterpart: issue #18's "x Litestar"."""
+    by_name = {s.name: s for s in summaries}
+    if PEER_JWT not in by_name:
+        return
+    print("\nBastion / Litestar (req/s ratios to bare FastAPI, divided; by CPU per request):")
+    for name, peer_name in PEER_OF.items():
+        s, peer = by_name[name], by_name[peer_name]
+        print(
+            f"  {name:25} {s.ratio / peer.ratio:5.2f}x {peer_name} "
+            f"(cpu {peer.cpu_us / s.cpu_us:4.2f}x; {s.cpu_us:.0f} against {peer.cpu_us:.0f} us/req)"
+        )
 
 
 def print_verdicts(summaries: list[Summary]) -> None:
@@ -666,6 +802,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-pin", action="store_true", help="pin nothing")
     parser.add_argument(
         "--redis-url", help="use this Redis (not pinned) instead of a private redis-server"
+    )
+    parser.add_argument(
+        "--peer",
+        choices=["litestar"],
+        help="also measure a Litestar 2 app (bench/litestar_peer.py) in the same rounds",
     )
     args = parser.parse_args()
     if min(args.rounds, args.duration) < 1 or args.login_rounds < 0:
@@ -716,9 +857,16 @@ def main() -> int:
     check_tools(not args.no_pin)
     pinning = Pinning(None, None) if args.no_pin else Pinning(args.server_cpus, args.load_cpus)
 
+    peer_note = ""
+    if args.peer and (missing := peer_missing()):
+        peer_note = f"--peer {args.peer} skipped: {missing}"
+        print(peer_note, file=sys.stderr)
+        args.peer = None
+
     workdir = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
     redis: subprocess.Popen[bytes] | None = None
     server: subprocess.Popen[bytes] | None = None
+    peer: subprocess.Popen[bytes] | None = None
     try:
         if args.redis_url:
             redis_url = args.redis_url
@@ -733,8 +881,19 @@ def main() -> int:
         routes = routes_for(*sign_in(base))
         check_routes(base, routes)
         pids = warm_up(load, server.pid, base, args.connections)
+        if args.peer:
+            peer_port = free_port()
+            peer = start_peer(workdir, redis_url, peer_port, pinning=pinning)
+            peer_base = f"http://127.0.0.1:{peer_port}"
+            cookie, token = peer_sign_in(peer_base)
+            peer_pids = warm_up(load, peer.pid, peer_base, args.connections, path="/bare")
+            routes += peer_routes(peer_base, peer_pids, cookie, token)
+            check_routes(base, routes)
         rounds = run_rounds(load, routes, base, pids, args.rounds, args.duration, args.connections)
-        summaries = [summarize(route.name, rounds) for route in routes]
+        summaries = [
+            summarize(route.name, rounds, PEER_BARE if route.name in PEER_NAMES else HEALTHZ)
+            for route in routes
+        ]
 
         # Login throughput, and /healthz's tail latency while logins run.
         login_rounds: list[LoginRound] = []
@@ -747,13 +906,21 @@ def main() -> int:
             f"{args.rounds} rounds x {args.duration}s per route (rotated order), "
             f"{args.connections} connections, 1 uvicorn worker, Redis stores "
             f"({'private redis-server' if redis else redis_url}), local cache "
-            f"{local_cache_note(args.local_cache)}; {pinning.describe()}\n"
+            f"{local_cache_note(args.local_cache)}; {pinning.describe()}"
+            + (f"; peer: Litestar {peer_version()} (same cpu as the server)" if peer else "")
+            + (f"\n{peer_note}" if peer_note else "")
+            + "\n"
         )
         print_table(summaries, median_login_round(login_rounds)[2] if login_rounds else None)
+        print_peer(summaries)
         if login_rounds:
             print_login(login_rounds, hash_time(), len(os.sched_getaffinity(pids[0])))
         print_verdicts(summaries)
     finally:
+        if peer is not None:
+            stop(peer)
+            if args.redis_url:
+                forget(args.redis_url, f"litestar-{peer_port}", "{prefix}_*")
         if server is not None:
             stop(server)
             if args.redis_url:
@@ -762,6 +929,12 @@ def main() -> int:
             stop(redis)
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def peer_version() -> str:
+    from importlib.metadata import version
+
+    return version("litestar")
 
 
 def hash_time(samples: int = 15) -> float:
