@@ -101,7 +101,7 @@ LANGUAGE_KEY = "bastion:language"
 # Headers that carry credentials; a dependency reading one of them reads who is calling.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 # The Vary header of an answer whose endpoint set none (nearly all of them), per scope.
-PRIVATE_NAMES = (*(v.strip() for v in VARY.split(",")), *LANGUAGE_VARY)
+PRIVATE_NAMES = tuple(dict.fromkeys((*(v.strip() for v in VARY.split(",")), *LANGUAGE_VARY)))
 PRIVATE_VARY = ", ".join(PRIVATE_NAMES)
 PUBLIC_VARY = ", ".join(LANGUAGE_VARY)
 # Keys built per wrapper, by (identity, language), for endpoints without vary=: a key is a
