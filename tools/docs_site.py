@@ -10,7 +10,8 @@ place, text generated from the code at build time, so the reference cannot drift
 
 Mermaid: the material theme loads mermaid.js from a CDN unless the page already has it. The
 site ships its own copy instead: a pinned release of the npm package ``mermaid`` is fetched
-once with ``npm pack`` (checked against its pinned sha512 integrity), its self-contained
+once from the npm registry (its tarball, over HTTPS, with no need for npm itself; checked
+against its pinned sha512 integrity), its self-contained
 ``dist/mermaid.min.js`` kept in the git-ignored ``.cache/docs/``, published as
 ``assets/javascripts/mermaid.min.js`` and loaded, before the theme's script, by the pages
 that have a diagram. The site loads nothing from other hosts (tests/unit/test_docs_site.py).
@@ -24,10 +25,9 @@ import io
 import json
 import os
 import re
-import shutil
-import subprocess
 import tarfile
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -223,8 +223,28 @@ def _integrity(data: bytes) -> str:
     return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
 
 
+def _tarball_address() -> str:
+    """Where the registry keeps the pinned release (npm's own setting of the registry when the
+    environment gives one, as ``npm`` itself would use)."""
+    names = ("npm_config_registry", "NPM_CONFIG_REGISTRY")  # npm reads either spelling
+    registry = next((os.environ[name] for name in names if os.environ.get(name)), None)
+    base = (registry or "https://registry.npmjs.org/").rstrip("/")
+    return f"{base}/mermaid/-/mermaid-{MERMAID_VERSION}.tgz"
+
+
+def _download(address: str) -> bytes:
+    if not address.startswith(("https://", "http://")):
+        raise RuntimeError(f"mermaid: the npm registry must be an http(s) address: {address}")
+    try:
+        with urllib.request.urlopen(address, timeout=120) as answer:  # noqa: S310 - checked above
+            data: bytes = answer.read()
+    except OSError as error:
+        raise RuntimeError(f"mermaid: could not fetch {address} ({error})") from error
+    return data
+
+
 def mermaid_script() -> Path:
-    """The pinned mermaid.min.js, fetched once from the npm registry with ``npm pack``."""
+    """The pinned mermaid.min.js, fetched once from the npm registry."""
     target = CACHE / f"mermaid-{MERMAID_VERSION}" / "mermaid.min.js"
     if target.is_file():
         return target
@@ -237,18 +257,7 @@ def mermaid_script() -> Path:
             fcntl.flock(lock, fcntl.LOCK_EX)  # parallel builds fetch it once
         if target.is_file():
             return target
-        npm = shutil.which("npm")
-        if npm is None:
-            raise RuntimeError("the documentation needs npm (Node.js) to fetch mermaid.js")
-        with tempfile.TemporaryDirectory() as folder:
-            subprocess.run(  # noqa: S603 - fixed argv
-                [npm, "pack", f"mermaid@{MERMAID_VERSION}", "--silent"],
-                cwd=folder,
-                check=True,
-                capture_output=True,
-            )
-            tarball = Path(folder) / f"mermaid-{MERMAID_VERSION}.tgz"
-            data = tarball.read_bytes()
+        data = _download(_tarball_address())
         if _integrity(data) != MERMAID_INTEGRITY:
             raise RuntimeError(f"mermaid {MERMAID_VERSION}: the package's integrity differs")
         with tarfile.open(fileobj=io.BytesIO(data)) as archive:
