@@ -11,12 +11,14 @@ compiles them in memory when first used (``bastion.i18n.catalogue``).
 from __future__ import annotations
 
 import sys
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po, write_po
 
@@ -35,25 +37,24 @@ KEYWORDS = {
     "lazy": None,
     "lazy_plural": (1, 2),
 }
-METHOD_MAP = [
-    ("**/templates/**.html", "jinja2"),
-    ("**/templates/**.txt", "jinja2"),
-    ("**/static/**", "ignore"),
-    ("**.py", "python"),
-]
-OPTIONS = {
-    "**/templates/**.html": {"extensions": "jinja2.ext.i18n", "trimmed": "true"},
-    "**/templates/**.txt": {"extensions": "jinja2.ext.i18n", "trimmed": "true"},
-}
+MAPPING = ROOT / "babel.cfg"  # which extractor reads which files; pybabel reads it too
+
+
+def mapping() -> tuple[list[tuple[str, str]], dict[str, dict[str, str]]]:
+    with MAPPING.open() as file:
+        parsed: tuple[list[tuple[str, str]], dict[str, dict[str, str]]]
+        parsed = parse_mapping_cfg(file, filename=str(MAPPING))  # type: ignore[no-untyped-call]
+    return parsed
 
 
 def extract() -> Catalog:
     """Every message marked in the package's code and templates."""
     catalog = Catalog(project="Bastion", domain=DOMAIN, charset="utf-8")
+    method_map, options_map = mapping()
     for filename, lineno, message, comments, context in extract_from_dir(
         PACKAGE,
-        method_map=METHOD_MAP,
-        options_map=OPTIONS,
+        method_map=method_map,
+        options_map=options_map,
         keywords=KEYWORDS,
         comment_tags=("Translators:",),
         strip_comment_tags=True,
@@ -80,6 +81,22 @@ def read(locale: str) -> Catalog:
         return read_po(file, locale=locale, domain=DOMAIN)
 
 
+def describe(catalog: Catalog) -> None:
+    """The header a translator expects instead of Babel's placeholders, and not fuzzy
+    (``pybabel compile`` refuses a catalogue whose header is)."""
+    catalog.fuzzy = False
+    catalog.header_comment = (
+        f"# {catalog.locale_identifier} translation of Bastion's pages, messages and e-mails.\n"
+        "# Keep it in step with the code: python3 dev.py translations (docs/languages.md)."
+    )
+    catalog.project = "Bastion"
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        catalog.version = tomllib.load(file)["project"]["version"]
+    catalog.msgid_bugs_address = "the project's issue tracker"
+    catalog.last_translator = "Bastion developers"
+    catalog.language_team = f"Bastion {catalog.locale_identifier}"
+
+
 def update() -> None:
     """Merge the extracted messages into each ``.po`` (new ones untranslated, gone ones
     dropped), keeping every translation whose message is still there."""
@@ -89,6 +106,7 @@ def update() -> None:
         catalog.update(template, no_fuzzy_matching=True, update_creation_date=False)
         catalog.obsolete.clear()
         catalog.revision_date = datetime.now(UTC)
+        describe(catalog)
         path = po_path(locale)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as file:
@@ -122,6 +140,8 @@ def problems() -> list[str]:
                 found.append(f"{locale}: fuzzy: {label!r} ({where})")
             elif not all(form.strip() for form in _forms(entry)):
                 found.append(f"{locale}: untranslated: {label!r} ({where})")
+        if catalog.fuzzy:
+            found.append(f"{locale}: the header is fuzzy (pybabel compile would skip it)")
         for message, errors in catalog.check():
             for error in errors:
                 found.append(f"{locale}: {message.id!r}: {error}")

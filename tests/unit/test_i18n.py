@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import contextvars
 import importlib
+import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from gettext import GNUTranslations
 from pathlib import Path
 from typing import Any
 
 import pytest
+from babel.messages.pofile import read_po
 
 from bastion.i18n import (
     LANGUAGES,
@@ -275,3 +279,51 @@ def test_no_compiled_catalogue_is_kept_in_git() -> None:
         ["git", "ls-files", "*.mo"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert tracked.stdout.split() == []
+
+
+def documented_pybabel_commands() -> list[list[str]]:
+    """The ``pybabel`` lines of docs/languages.md, split into words, comments dropped."""
+    lines = (ROOT / "docs" / "languages.md").read_text().splitlines()
+    return [shlex.split(line, comments=True) for line in lines if line.startswith("pybabel ")]
+
+
+@pytest.fixture
+def pybabel_run(tmp_path: Path) -> Path:
+    """Runs the page's pybabel commands as written, on a copy of the catalogues: the
+    template and the locale folder they name are put under ``tmp_path``."""
+    locale = tmp_path / "locale"
+    shutil.copytree(ROOT / "src" / "bastion" / "locale", locale)
+    moved = {"bastion.pot": str(tmp_path / "bastion.pot"), "src/bastion/locale": str(locale)}
+    commands = documented_pybabel_commands()
+    assert [command[1] for command in commands] == ["extract", "update", "compile"]
+    for command in commands:
+        argv = [str(Path(sys.executable).with_name("pybabel"))]
+        argv += [moved.get(word, word) for word in command[1:]]
+        subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True)
+    return tmp_path
+
+
+def test_pybabel_with_babel_cfg_extracts_the_messages_the_tool_extracts(
+    translations_tool: Any, pybabel_run: Path
+) -> None:
+    with (pybabel_run / "bastion.pot").open("rb") as file:
+        from_pybabel = {message.id for message in read_po(file) if message.id}
+    from_tool = {message.id for message in translations_tool.extract() if message.id}
+    assert len(from_tool) > 300
+    assert from_pybabel == from_tool
+
+
+def test_pybabel_update_and_compile_keep_every_chinese_translation(
+    translations_tool: Any, pybabel_run: Path
+) -> None:
+    """``pybabel update`` against a fresh extract changes no translation of the kept .po
+    (it is in step with the code), and ``pybabel compile`` turns it into a catalogue that
+    says what the .po says (it would skip one whose header is fuzzy)."""
+    po = pybabel_run / "locale" / "zh_CN" / "LC_MESSAGES" / "bastion.po"
+    with po.open("rb") as file:
+        updated = {m.id: m.string for m in read_po(file) if m.id and not m.fuzzy}
+    kept = {m.id: m.string for m in translations_tool.read("zh_CN") if m.id}
+    assert updated == kept
+    with (po.with_suffix(".mo")).open("rb") as file:
+        compiled = GNUTranslations(file)
+    assert compiled.gettext("Unknown device") == kept["Unknown device"] == "未知设备"
