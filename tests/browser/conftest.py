@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import backend_missing
 from tests.live import LiveServer, live_server
@@ -112,3 +113,18 @@ def authorize_in_docs(page: Page) -> None:
     dialog.get_by_role("button", name="Apply given OAuth2 credentials").click()
     expect(dialog.get_by_role("heading", name="Authorized")).to_be_visible()
     dialog.get_by_role("button", name="Close").click()
+
+
+def focus_on_arrival(page: Page, timeout_ms: float = 5000) -> str | None:
+    """The id of the element a page put the focus on when it arrived (``autofocus``), or
+    None if it left the focus on the body. Chromium runs autofocus when it next renders,
+    which on a busy machine can come after the load event: wait for it, up to a bound."""
+    try:
+        page.wait_for_function(
+            "() => document.activeElement && document.activeElement !== document.body",
+            timeout=timeout_ms,
+        )
+    except PlaywrightTimeout:
+        return None
+    active: str = page.evaluate("() => document.activeElement.id")
+    return active

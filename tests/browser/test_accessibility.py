@@ -37,7 +37,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.browser.conftest import CHROMIUM_ARGS, chromium_path
+from tests.browser.conftest import CHROMIUM_ARGS, chromium_path, focus_on_arrival
 from tests.browser.test_passkeys import AUTHENTICATOR, NO_CONDITIONAL_UI
 from tests.conftest import backend_missing
 from tests.live import LiveServer, live_server
@@ -305,7 +305,7 @@ class BrowserRunner:
             self.findings.append(f"{where}: no #{step.has}")
         # The form pattern: an error summary takes the focus when the page loads.
         if step.has == "form-error":
-            active = page.evaluate("() => document.activeElement && document.activeElement.id")
+            active = focus_on_arrival(page)
             if active != "form-error":
                 self.findings.append(f"{where}: the focus is on #{active}, not #form-error")
         # WCAG 3.1.1: the page says which language it is in (axe checks only that the tag

@@ -17,7 +17,7 @@ import pyotp
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import ARTIFACTS, PASSWORD
+from tests.browser.conftest import ARTIFACTS, PASSWORD, focus_on_arrival
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -77,7 +77,7 @@ def test_sign_in_enrol_an_authenticator_app_and_sign_out_with_the_keyboard_alone
     page.goto(f"{url}/login")
 
     # The user name field has the focus on arrival.
-    assert focused(page)["id"] == "username"
+    assert focus_on_arrival(page) == "username"
     page.keyboard.type("alice")
     assert_focus_visible(tab_to(page, {"id": "password"}))
     page.keyboard.type("not the password")
@@ -85,6 +85,7 @@ def test_sign_in_enrol_an_authenticator_app_and_sign_out_with_the_keyboard_alone
         page.keyboard.press("Enter")
 
     # A failed sign-in: the error summary has the focus, so it is read first.
+    assert focus_on_arrival(page) == "form-error"
     error = focused(page)
     assert error["id"] == "form-error", error
     assert error["text"]
@@ -117,7 +118,7 @@ def test_sign_in_enrol_an_authenticator_app_and_sign_out_with_the_keyboard_alone
     page.wait_for_url(f"{url}/account/totp")
 
     # The code field has the focus; type the code an app with the shown key would show.
-    assert focused(page)["id"] == "code"
+    assert focus_on_arrival(page) == "code"
     secret = page.locator("#totp-secret").inner_text().replace(" ", "")
     page.keyboard.type(pyotp.TOTP(secret).at(time.time()))
     button = tab_to(page, {"tag": "button", "action": "/account/totp"})
