@@ -1,16 +1,19 @@
 """Headless Chromium with an English browser: the footer's language switcher (a plain form
 button) turns the sign-in page into Simplified Chinese, the dashboard after signing in is
 Chinese, and the password-reset mail that a real SMTP server (aiosmtpd) receives is in
-Chinese too."""
+Chinese too. Chinese text is drawn by a Chinese face that the stylesheet names."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import ALICE_ADDRESS, ARTIFACTS, PASSWORD
+from tests.conftest import backend_missing
 from tests.live import LiveServer
 from tests.mail_server import MailServer
 
@@ -70,3 +73,35 @@ def test_the_switcher_turns_pages_and_mail_into_chinese(
     assert 'lang="zh-CN"' in html.get_content()
     assert "Choose a new password" not in text.get_content()
     context.close()
+
+
+def test_chinese_text_is_drawn_by_a_chinese_face_the_stylesheet_names(
+    server: LiveServer, browser: Browser
+) -> None:
+    """Every glyph of the Chinese sign-in page's heading, labels and button comes from a face
+    that bastion.css's font stack names (not a face the browser fell back to on its own),
+    as Chromium reports what it drew with (CDP CSS.getPlatformFontsForNode)."""
+    if (
+        shutil.which("fc-list")
+        and not subprocess.run(
+            ["fc-list", ":lang=zh", "family"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    ):
+        backend_missing("no Simplified Chinese font (.ci/install-packages installs one)")
+    page = browser.new_page()
+    page.goto(f"{server.url}/login?lang=zh-CN")
+    stack = page.evaluate("() => getComputedStyle(document.body).fontFamily")
+    named = {face.strip().strip('"').lower() for face in stack.split(",")}
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    for selector in ("h1", "label[for=username]", 'form[action="/login"] button[type=submit]'):
+        text = page.inner_text(selector).strip()
+        assert CHINESE.search(text), (selector, text)
+        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+        fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+        drawn = {font["familyName"].lower(): font["glyphCount"] for font in fonts}
+        assert sum(drawn.values()) == len(text.replace(" ", "")), (selector, fonts)
+        assert set(drawn) <= named, f"{selector} drawn with {sorted(drawn)}, stack: {stack}"
+    page.close()
