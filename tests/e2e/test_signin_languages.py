@@ -228,7 +228,7 @@ async def test_a_reset_asked_for_in_chinese_is_mailed_in_chinese(
     text, html = text_of(mail, "plain"), text_of(mail, "html")
     assert text.startswith("alice，你好：")
     assert "有人（希望是你本人）申请为你在 Bastion 的账户设置新密码。" in text
-    assert re.search(r"该链接在 \d+ (分钟|小时|天) 内有效", text), text
+    assert re.search(r"该链接在 \d+ (分钟|小时|天)内有效", text), text
     assert "此邮件由 Bastion 自动发送，请勿回复。" in text
     assert '<html lang="zh-CN">' in html
     assert ">设置新密码</a>" in html
@@ -247,7 +247,7 @@ async def test_a_mail_goes_in_the_recipients_own_language_whatever_the_request(
     await settle(mail_site)
     [mail] = await mail_server.receive(1)
     assert mail["Subject"] == "设置你在 Bastion 的新密码"  # the mail: alice's own choice
-    assert re.search(r"该链接在 \d+ (分钟|小时|天) 内有效", text_of(mail, "plain"))
+    assert re.search(r"该链接在 \d+ (分钟|小时|天)内有效", text_of(mail, "plain"))
 
     await mail_site.bastion.accounts.set_language(user.id, "en")
     async with mail_site.client(headers=CHINESE) as browser:
