@@ -80,3 +80,34 @@ def test_table_rows_keep_their_borders_in_line_on_a_laptop(
                }).length"""
         )
         assert uneven == 0, f"{path}: a cell's border is out of line with its row"
+
+
+def test_no_word_in_a_table_is_broken_on_a_laptop(
+    busy_server: LiveServer, browser: Browser
+) -> None:
+    """A user name, address, event code or time is never cut into pieces on a wide screen
+    (a long column elsewhere in the table must not squeeze it): every run of text without a
+    space or hyphen sits on one line."""
+    page = signed_in_page(browser, busy_server, LAPTOP)
+    for path in TABLE_PAGES:
+        page.goto(busy_server.url + path)
+        broken = page.evaluate(
+            """() => {
+                 const found = [];
+                 const walker = document.createTreeWalker(
+                   document.querySelector('table tbody'), NodeFilter.SHOW_TEXT);
+                 for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+                   const text = node.textContent;
+                   const word = /[^\\s-]{2,}/g;
+                   for (let match = word.exec(text); match; match = word.exec(text)) {
+                     const range = document.createRange();
+                     range.setStart(node, match.index);
+                     range.setEnd(node, match.index + match[0].length);
+                     const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+                     if (tops.size > 1) found.push(match[0]);
+                   }
+                 }
+                 return found;
+               }"""
+        )
+        assert broken == [], f"{path}: words broken across lines: {broken}"
