@@ -504,7 +504,7 @@ def create_redis_client(url: str, *, timeout: float = 2.0) -> Redis | RedisClust
     except ValueError:
         raise ValueError("a redis+sentinel URL has an invalid database number") from None
     sentinel_options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed since redis 8.2
         _parse_hosts(hostlist, 26379),
         sentinel_kwargs={**sentinel_options, "retry": _retry()},
     )
