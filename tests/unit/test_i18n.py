@@ -287,10 +287,12 @@ def documented_pybabel_commands() -> list[list[str]]:
     return [shlex.split(line, comments=True) for line in lines if line.startswith("pybabel ")]
 
 
-@pytest.fixture
-def pybabel_run(tmp_path: Path) -> Path:
-    """Runs the page's pybabel commands as written, on a copy of the catalogues: the
-    template and the locale folder they name are put under ``tmp_path``."""
+@pytest.fixture(scope="module")
+def pybabel_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Runs the page's pybabel commands as written, once for the tests that read what they
+    made, on a copy of the catalogues: the template and the locale folder they name are put
+    in a temporary folder."""
+    tmp_path = tmp_path_factory.mktemp("pybabel")
     locale = tmp_path / "locale"
     shutil.copytree(ROOT / "src" / "bastion" / "locale", locale)
     moved = {"bastion.pot": str(tmp_path / "bastion.pot"), "src/bastion/locale": str(locale)}
